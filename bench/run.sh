@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# npm run bench: every benchmark, each printing its figures and ratios against the peer of the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh base bench
+npm run --silent build
+node_modules/.bin/bun bench/start.ts

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the project needs on a fresh Debian bookworm machine, only what is missing:
+# Debian packages (apt-get update once, then install) and the npm dependencies (npm ci).
+# Usage: scripts/setup.sh [group...]   groups: base (default), bench, tpm, boot
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+declare -A GROUP=(
+  [base]="keyutils cryptsetup-bin openssl"
+  [bench]="time clevis clevis-luks tang curl"
+  [tpm]="swtpm swtpm-tools tpm2-tools"
+  [boot]="dracut qemu-system-x86 ovmf systemd-boot-efi"
+)
+want=""
+for g in "${@:-base}"; do want="$want ${GROUP[$g]:?unknown group $g}"; done
+
+missing=""
+for p in $want; do
+  dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "setup: installing Debian packages:$missing" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  stamp=/var/lib/apt/periodic/cvm-unlock-update-stamp
+  if [ ! -e "$stamp" ]; then apt-get update -qq >&2 && mkdir -p "$(dirname "$stamp")" && touch "$stamp"; fi
+  apt-get install -y -qq --no-install-recommends $missing >&2
+fi
+
+if [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci" >&2
+  npm ci --no-audit --no-fund >&2
+fi

@@ -1,0 +1,57 @@
+// Every subcommand, in help order: metadata here, implementations loaded on demand.
+import { CONFIG_FLAGS, JSON_FLAG, notImplemented, RUN_DIR_FLAG, type Command } from "./command.js";
+
+const KEYRING_FLAGS = [
+  { name: "keyring", value: "@u|@s", help: "keyring (default @u; selfcheck: @s)" },
+  { name: "key", value: "NAME", help: "key description (default cryptsetup)" },
+];
+
+export const COMMANDS: Command[] = [
+  {
+    name: "unlock",
+    summary: "attest to the broker and hand the volumes' passphrases to systemd-cryptsetup",
+    flags: [...CONFIG_FLAGS, RUN_DIR_FLAG, JSON_FLAG],
+    boot: true,
+    load: async () => (await import("./unlock.js")).unlock,
+  },
+  notImplemented("convert", "vTPM tokens issue"),
+  notImplemented("seal", "vTPM tokens issue"),
+  {
+    name: "debug config",
+    summary: "validate the config, apply the kernel command line, print the result",
+    flags: [...CONFIG_FLAGS, JSON_FLAG],
+    load: async () => (await import("./debug.js")).debugConfig,
+  },
+  {
+    name: "debug detect",
+    summary: "which TEE interfaces this guest has",
+    flags: [JSON_FLAG],
+    load: async () => (await import("./debug.js")).debugDetect,
+  },
+  {
+    name: "debug keyring",
+    summary: "show the hand-off key (count and lengths of passphrases, never their content)",
+    flags: [...KEYRING_FLAGS, JSON_FLAG],
+    load: async () => (await import("./debug.js")).debugKeyring,
+  },
+  {
+    name: "debug selfcheck",
+    summary: "print the config and TEE, and round-trip a random key through the keyring",
+    flags: [...CONFIG_FLAGS, KEYRING_FLAGS[0]!, JSON_FLAG],
+    load: async () => (await import("./debug.js")).debugSelfcheck,
+  },
+  notImplemented("debug evidence", "TEE evidence issue"),
+  notImplemented("debug verify", "TEE evidence issue"),
+  notImplemented("debug broker", "broker-path issue"),
+  notImplemented("debug luks", "vTPM tokens issue"),
+  notImplemented("debug tpm", "vTPM tokens issue"),
+  notImplemented("debug last-failure", "boot-integration issue"),
+];
+
+export function findCommand(argv: readonly string[]): { command: Command; rest: string[] } | undefined {
+  const two = `${argv[0]} ${argv[1]}`;
+  const byTwo = COMMANDS.find((c) => c.name === two);
+  if (byTwo) return { command: byTwo, rest: argv.slice(2) };
+  const byOne = COMMANDS.find((c) => c.name === argv[0]);
+  return byOne ? { command: byOne, rest: argv.slice(1) } : undefined;
+}

@@ -1,0 +1,81 @@
+// Runs one command: builds the logger (stderr, plus kmsg inside an initramfs), parses its flags, runs it,
+// prints the result, and maps any error to its exit code — writing the failure record for boot steps.
+import { existsSync, openSync, writeSync } from "node:fs";
+import { asCvmError, CvmError } from "../errors.js";
+import { RunTrace } from "../flow/run.js";
+import { DEFAULT_RUN_DIR, makeFailureRecord, reportFailure } from "../log/failure.js";
+import { kmsgSink, Logger, stderrSink, type Sink } from "../log/logger.js";
+import { loadNative } from "../native/index.js";
+import type { Native } from "../native/types.js";
+import { VERSION } from "../version.js";
+import type { Parsed } from "./args.js";
+import type { Command, Context, Result } from "./command.js";
+
+export interface RunIo {
+  env: Readonly<Record<string, string | undefined>>;
+  stdout(s: string): void;
+  stderr(s: string): void;
+  native?: () => Promise<Native>;
+  /** Extra sinks (tests); kmsg is added automatically inside an initramfs. */
+  sinks?: Sink[];
+  inInitramfs?: boolean;
+}
+
+function openKmsg(): Sink | undefined {
+  try {
+    const fd = openSync("/dev/kmsg", "w");
+    return kmsgSink((rec) => void writeSync(fd, rec));
+  } catch {
+    return undefined;
+  }
+}
+
+export async function runCommand(command: Command, parsed: Parsed, io: RunIo): Promise<number> {
+  const log = new Logger("info", [stderrSink(io.stderr), ...(io.sinks ?? [])]);
+  if (io.inInitramfs ?? existsSync("/etc/initrd-release")) {
+    const k = openKmsg();
+    if (k) log.addSink(k);
+  }
+  const json = parsed.flags.json === true;
+  const runDir = typeof parsed.flags["run-dir"] === "string" ? parsed.flags["run-dir"] : DEFAULT_RUN_DIR;
+  const trace = new RunTrace();
+  const ctx: Context = {
+    log,
+    json,
+    flags: parsed.flags,
+    positionals: parsed.positionals,
+    env: io.env,
+    trace,
+    native: io.native ?? loadNative,
+    print: (t) => void (!json && io.stdout(t + "\n")),
+  };
+  try {
+    const result = await (await command.load())(ctx);
+    if (command.boot) log.notice(result.message, { status: result.status, elapsed_ms: trace.elapsedMs() });
+    printResult(io, json, command, result, trace);
+    return 0;
+  } catch (e) {
+    const err = asCvmError(e);
+    if (!(e instanceof CvmError) && e instanceof Error) log.debug("internal error", { stack: e.stack ?? "" });
+    if (command.boot && err.code !== "USAGE" && err.code !== "CONFIG") {
+      const ctxInfo = { version: VERSION, command: command.name, step: trace.step, attempts: trace.attempts, timings_ms: trace.timings_ms };
+      reportFailure(makeFailureRecord(err, ctxInfo), runDir, log);
+    } else {
+      log.error(err.message, { code: err.code });
+    }
+    if (json) {
+      const error = { code: err.code, exit: err.exitCode, message: err.message, details: err.details };
+      io.stdout(JSON.stringify({ ok: false, command: command.name, error }) + "\n");
+    }
+    return err.exitCode;
+  }
+}
+
+function printResult(io: RunIo, json: boolean, command: Command, r: Result, trace: RunTrace): void {
+  if (json) {
+    io.stdout(JSON.stringify({ ok: true, command: command.name, status: r.status, message: r.message, elapsed_ms: trace.elapsedMs(), ...r.data }) + "\n");
+    return;
+  }
+  io.stdout(`${r.message}\n`);
+  if (r.data) io.stdout(JSON.stringify(r.data, null, 2) + "\n");
+}

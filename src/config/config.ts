@@ -1,0 +1,97 @@
+// Loading the config: JSON file → schema → cross-field rules → CA resolved → kernel command line applied.
+import { readFileSync } from "node:fs";
+import { CvmError } from "../errors.js";
+import type { Level } from "../log/logger.js";
+import { CONFIG_SCHEMA, validate } from "./schema.js";
+
+export const DEFAULT_CONFIG_PATH = "/etc/cvm-unlock/config.json";
+const MAX_CONFIG_BYTES = 1 << 20;
+
+export interface Volume {
+  name: string;
+  device: string;
+  resource?: string;
+}
+
+export interface Config {
+  broker?: { url: string; ca?: string; insecure_http: boolean };
+  tee: { allow_simulated: boolean };
+  deadline_s: number;
+  volumes: Volume[];
+  keyring: { keyring: "@u" | "@s"; key: string; timeout_s: number };
+  on_failure: "poweroff" | "emergency";
+  log_level: Level;
+}
+
+/** The config plus what was derived from it: the CA's PEM text and whether the cmdline disabled the agent. */
+export interface Effective {
+  config: Config;
+  caPem?: string;
+  disabled: boolean;
+  /** Which rd.cvm_unlock.* keys were applied, for the log. */
+  cmdline: Record<string, string>;
+  source: string;
+}
+
+export function readConfigFile(path: string): unknown {
+  let text: string;
+  try {
+    const buf = readFileSync(path);
+    if (buf.length > MAX_CONFIG_BYTES) throw new CvmError("CONFIG", `config ${path}: larger than ${MAX_CONFIG_BYTES} bytes`);
+    text = buf.toString("utf8");
+  } catch (e) {
+    if (e instanceof CvmError) throw e;
+    const code = (e as NodeJS.ErrnoException).code ?? "error";
+    throw new CvmError("CONFIG", `config ${path}: cannot read (${code})`, { path });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new CvmError("CONFIG", `config ${path}: not valid JSON (${(e as Error).message})`, { path });
+  }
+}
+
+export function parseConfig(raw: unknown, source: string): Config {
+  const problems: string[] = [];
+  const config = validate(raw, CONFIG_SCHEMA, "", problems) as Config;
+  if (problems.length === 0) crossCheck(config, problems);
+  if (problems.length > 0) {
+    throw new CvmError("CONFIG", `config ${source}: ${problems.join("; ")}`, { problems: problems.length });
+  }
+  return config;
+}
+
+function crossCheck(c: Config, problems: string[]): void {
+  const names = new Set<string>();
+  c.volumes.forEach((v, i) => {
+    if (names.has(v.name)) problems.push(`volumes[${i}].name: duplicate volume name ${JSON.stringify(v.name)}`);
+    names.add(v.name);
+    if (v.resource !== undefined && !c.broker) problems.push(`volumes[${i}].resource: set, but there is no broker section`);
+  });
+  if (c.broker) {
+    const https = c.broker.url.startsWith("https:");
+    if (!https && !c.broker.insecure_http) problems.push("broker.url: expected an https URL (plain http needs broker.insecure_http: true)");
+    if (https && c.broker.ca === undefined) problems.push("broker.ca: required for an https broker (the only CA trusted)");
+    if (!https && c.broker.ca !== undefined) problems.push("broker.ca: set, but broker.url is plain http");
+    if (https && c.broker.insecure_http) problems.push("broker.insecure_http: true, but broker.url is https; remove one");
+  }
+}
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/;
+
+/** broker.ca is inline PEM or a path (relative paths resolve against the config file's folder). */
+export function resolveCa(ca: string, configPath: string): string {
+  if (ca.includes("-----BEGIN")) {
+    if (!PEM_CERT.test(ca)) throw new CvmError("CONFIG", "broker.ca: inline PEM holds no CERTIFICATE block");
+    return ca;
+  }
+  const path = ca.startsWith("/") ? ca : `${configPath.replace(/[^/]*$/, "") || "./"}${ca}`;
+  let pem: string;
+  try {
+    pem = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new CvmError("CONFIG", `broker.ca: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+  if (!PEM_CERT.test(pem)) throw new CvmError("CONFIG", `broker.ca: ${path} holds no PEM CERTIFICATE block`);
+  return pem;
+}

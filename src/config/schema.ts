@@ -1,0 +1,140 @@
+// The one config schema. It is data: a table of fields, each with a type, a default and the words used in
+// the error message ("expected …"). Unknown keys are errors, so a typo never silently disables a check.
+// Later issues extend this table (tee.vmpl, tpm.device …); nothing else validates the config.
+
+export type Spec =
+  | { kind: "string"; expect: string; check?: (s: string) => boolean }
+  | { kind: "bool" }
+  | { kind: "int"; min: number; max: number }
+  | { kind: "enum"; values: readonly string[] }
+  | { kind: "object"; fields: Record<string, Field> }
+  | { kind: "array"; of: Spec; min: number; max: number };
+
+export interface Field {
+  spec: Spec;
+  required?: boolean;
+  default?: unknown;
+}
+
+const SEGMENT = /^[a-zA-Z0-9_-]+[a-zA-Z0-9_.-]*$/;
+export const isResourcePath = (s: string): boolean => {
+  const parts = s.split("/");
+  return parts.length === 3 && parts.every((p) => SEGMENT.test(p));
+};
+export const isDeviceSpec = (s: string): boolean =>
+  /^\/[^\0]+$/.test(s) || /^(UUID|PARTUUID|PARTLABEL)=[^\s\0/]+$/.test(s);
+const isVolumeName = (s: string): boolean => /^[A-Za-z0-9_.+-]{1,64}$/.test(s) && s !== "." && s !== "..";
+const isKeyName = (s: string): boolean => /^[\x21-\x7e]{1,255}$/.test(s);
+const isBrokerUrl = (s: string): boolean => {
+  try {
+    const u = new URL(s);
+    return (u.protocol === "https:" || u.protocol === "http:") && u.username === "" && u.password === "" && u.search === "" && u.hash === "";
+  } catch {
+    return false;
+  }
+};
+
+export const LOG_LEVELS = ["error", "warn", "notice", "info", "debug"] as const;
+
+export const CONFIG_SCHEMA: Spec = {
+  kind: "object",
+  fields: {
+    broker: {
+      spec: {
+        kind: "object",
+        fields: {
+          url: { spec: { kind: "string", expect: "an http(s) URL without credentials, query or fragment", check: isBrokerUrl }, required: true },
+          ca: { spec: { kind: "string", expect: "a path to a PEM file or inline PEM" } },
+          insecure_http: { spec: { kind: "bool" }, default: false },
+        },
+      },
+    },
+    tee: {
+      spec: { kind: "object", fields: { allow_simulated: { spec: { kind: "bool" }, default: false } } },
+      default: {},
+    },
+    deadline_s: { spec: { kind: "int", min: 1, max: 3600 }, default: 300 },
+    volumes: {
+      spec: {
+        kind: "array",
+        min: 0,
+        max: 64,
+        of: {
+          kind: "object",
+          fields: {
+            name: { spec: { kind: "string", expect: "a volume name of 1-64 characters [A-Za-z0-9_.+-]", check: isVolumeName }, required: true },
+            device: { spec: { kind: "string", expect: "an absolute path, UUID=…, PARTUUID=… or PARTLABEL=…", check: isDeviceSpec }, required: true },
+            resource: { spec: { kind: "string", expect: "a KBS resource path <repo>/<type>/<tag>", check: isResourcePath } },
+          },
+        },
+      },
+      default: [],
+    },
+    keyring: {
+      spec: {
+        kind: "object",
+        fields: {
+          keyring: { spec: { kind: "enum", values: ["@u", "@s"] }, default: "@u" },
+          key: { spec: { kind: "string", expect: "a key description of 1-255 printable characters", check: isKeyName }, default: "cryptsetup" },
+          timeout_s: { spec: { kind: "int", min: 1, max: 3600 }, default: 120 },
+        },
+      },
+      default: {},
+    },
+    on_failure: { spec: { kind: "enum", values: ["poweroff", "emergency"] }, default: "poweroff" },
+    log_level: { spec: { kind: "enum", values: LOG_LEVELS }, default: "info" },
+  },
+};
+
+/** Validates value against spec; returns the value with defaults filled in, or throws messages naming the field. */
+export function validate(value: unknown, spec: Spec, path: string, problems: string[]): unknown {
+  const fail = (expected: string): undefined => {
+    problems.push(`${path || "(top level)"}: expected ${expected}, got ${describe(value)}`);
+    return undefined;
+  };
+  switch (spec.kind) {
+    case "string":
+      if (typeof value !== "string" || (spec.check && !spec.check(value))) return fail(spec.expect);
+      return value;
+    case "bool":
+      return typeof value === "boolean" ? value : fail("true or false");
+    case "int":
+      if (typeof value !== "number" || !Number.isInteger(value) || value < spec.min || value > spec.max)
+        return fail(`an integer from ${spec.min} to ${spec.max}`);
+      return value;
+    case "enum":
+      return typeof value === "string" && spec.values.includes(value) ? value : fail(`one of ${spec.values.map((v) => JSON.stringify(v)).join(", ")}`);
+    case "array": {
+      if (!Array.isArray(value)) return fail("an array");
+      if (value.length < spec.min || value.length > spec.max) return fail(`an array of ${spec.min} to ${spec.max} entries`);
+      return value.map((v, i) => validate(v, spec.of, `${path}[${i}]`, problems));
+    }
+    case "object": {
+      if (typeof value !== "object" || value === null || Array.isArray(value)) return fail("an object");
+      const out: Record<string, unknown> = {};
+      for (const key of Object.keys(value)) {
+        if (!(key in spec.fields)) problems.push(`${join(path, key)}: unknown key (known: ${Object.keys(spec.fields).join(", ")})`);
+      }
+      for (const [key, field] of Object.entries(spec.fields)) {
+        const v = (value as Record<string, unknown>)[key];
+        if (v === undefined) {
+          if (field.required) problems.push(`${join(path, key)}: required`);
+          else if (field.default !== undefined) out[key] = validate(structuredClone(field.default), field.spec, join(path, key), problems);
+          continue;
+        }
+        out[key] = validate(v, field.spec, join(path, key), problems);
+      }
+      return out;
+    }
+  }
+}
+
+const join = (path: string, key: string): string => (path ? `${path}.${key}` : key);
+
+function describe(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "an array";
+  if (typeof v === "string") return v.length > 40 ? `a string of ${v.length} characters` : JSON.stringify(v);
+  if (typeof v === "object") return "an object";
+  return `${typeof v} ${String(v)}`;
+}

@@ -1,0 +1,143 @@
+// Hand-off to systemd-cryptsetup 252: a "user" key named "cryptsetup" (configurable) in the configured
+// keyring (@u in the initramfs; @s in tests), holding the passphrases separated by NUL. systemd-cryptsetup
+// finds it through request_key() because its unit and ours run with KeyringMode=shared. The key gets a
+// timeout and root-possessor-only permissions; any failure after add_key unlinks it again.
+import { CvmError } from "../errors.js";
+import { Secret } from "../log/secret.js";
+import { KEY_PERM, KEY_SPEC, NativeError, type Native } from "../native/types.js";
+
+export interface KeyringTarget {
+  keyring: "@u" | "@s";
+  key: string;
+  timeout_s: number;
+}
+
+/** Possessor: everything; user (uid 0, the owner): view, read, search; group and other: nothing. */
+export const KEY_PERMISSIONS = KEY_PERM.POS_ALL | KEY_PERM.USR_VIEW | KEY_PERM.USR_READ | KEY_PERM.USR_SEARCH;
+
+const SPECIAL = { "@u": KEY_SPEC.USER, "@s": KEY_SPEC.SESSION } as const;
+
+function keyringError(what: string, e: unknown): CvmError {
+  if (e instanceof NativeError) return new CvmError("KEYRING", `${what}: ${e.errnoName}`, { errno: e.errnoName }, { cause: e });
+  if (e instanceof CvmError) return e;
+  return new CvmError("KEYRING", `${what}: ${(e as Error).message}`);
+}
+
+/** Resolves @u/@s to the keyring's serial. */
+export function keyringSerial(native: Native, keyring: KeyringTarget["keyring"]): number {
+  try {
+    return native.keyctl.getKeyringId(SPECIAL[keyring], true);
+  } catch (e) {
+    throw keyringError(`cannot open keyring ${keyring}`, e);
+  }
+}
+
+/** NUL-separated passphrases, as systemd's strv_parse_nulstr reads them. */
+export function encodePayload(passphrases: readonly Secret[]): Uint8Array {
+  if (passphrases.length === 0) throw new CvmError("INTERNAL", "no passphrase to hand off");
+  const total = passphrases.reduce((n, p) => n + p.length, 0) + passphrases.length - 1;
+  const out = new Uint8Array(total);
+  let off = 0;
+  passphrases.forEach((p, i) => {
+    p.use((b) => {
+      if (b.length === 0) throw new CvmError("INTERNAL", `passphrase ${i} is empty`);
+      if (b.includes(0)) throw new CvmError("INTERNAL", `passphrase ${i} contains a NUL byte`);
+      out.set(b, off);
+    });
+    off += p.length + 1;
+  });
+  return out;
+}
+
+export function decodePayload(payload: Uint8Array): Secret[] {
+  const out: Secret[] = [];
+  let start = 0;
+  for (let i = 0; i <= payload.length; i++) {
+    if (i === payload.length || payload[i] === 0) {
+      if (i > start) out.push(Secret.adopt(payload.slice(start, i)));
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+/** Puts the passphrases into the keyring; returns the key's serial. Leaves nothing behind on failure. */
+export function handOff(native: Native, target: KeyringTarget, passphrases: readonly Secret[]): number {
+  const ring = keyringSerial(native, target.keyring);
+  const payload = encodePayload(passphrases);
+  let serial: number;
+  try {
+    serial = native.addKey("user", target.key, payload, ring);
+  } catch (e) {
+    throw keyringError(`cannot add key ${target.key} to ${target.keyring}`, e);
+  } finally {
+    payload.fill(0);
+  }
+  try {
+    native.keyctl.setperm(serial, KEY_PERMISSIONS);
+    native.keyctl.setTimeout(serial, target.timeout_s);
+  } catch (e) {
+    try {
+      native.keyctl.unlink(serial, ring);
+    } catch {
+      /* the original error is what matters; the key also expires */
+    }
+    throw keyringError(`cannot protect key ${target.key}`, e);
+  }
+  return serial;
+}
+
+export interface KeyInfo {
+  serial: number;
+  description: string;
+  perm: string;
+  count: number;
+  lengths: number[];
+}
+
+/** Finds the hand-off key, or undefined when there is none. Reports only counts and lengths, never content. */
+export function inspectKey(native: Native, target: KeyringTarget): KeyInfo | undefined {
+  const ring = keyringSerial(native, target.keyring);
+  let serial: number;
+  try {
+    serial = native.keyctl.search(ring, "user", target.key);
+  } catch (e) {
+    if (e instanceof NativeError && (e.errnoName === "ENOKEY" || e.errnoName === "EKEYEXPIRED" || e.errnoName === "EKEYREVOKED")) return undefined;
+    throw keyringError(`cannot search ${target.keyring} for ${target.key}`, e);
+  }
+  try {
+    const desc = native.keyctl.describe(serial).split(";");
+    const payload = native.keyctl.read(serial);
+    const secrets = decodePayload(payload);
+    payload.fill(0);
+    const info = { serial, description: desc.slice(4).join(";"), perm: desc[3] ?? "", count: secrets.length, lengths: secrets.map((s) => s.length) };
+    secrets.forEach((s) => s.wipe());
+    return info;
+  } catch (e) {
+    throw keyringError(`cannot read key ${target.key}`, e);
+  }
+}
+
+/** Reads the passphrases back (self-check and tests only). */
+export function readBack(native: Native, target: KeyringTarget): Secret[] {
+  const ring = keyringSerial(native, target.keyring);
+  try {
+    const payload = native.keyctl.read(native.keyctl.search(ring, "user", target.key));
+    const out = decodePayload(payload);
+    payload.fill(0);
+    return out;
+  } catch (e) {
+    throw keyringError(`cannot read key ${target.key}`, e);
+  }
+}
+
+export function removeKey(native: Native, target: KeyringTarget): boolean {
+  const ring = keyringSerial(native, target.keyring);
+  try {
+    native.keyctl.unlink(native.keyctl.search(ring, "user", target.key), ring);
+    return true;
+  } catch (e) {
+    if (e instanceof NativeError && e.errnoName === "ENOKEY") return false;
+    throw keyringError(`cannot remove key ${target.key}`, e);
+  }
+}

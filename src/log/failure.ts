@@ -1,0 +1,75 @@
+// The failure record: what failed, where, why, after how many attempts and how long — never a secret.
+// Written to <run-dir>/last-failure.json (0600) and printed as one line "cvm-unlock: failure {…}" on
+// stderr and kmsg, so it survives on the serial console after the VM powers off.
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { ERROR_CODES, type CvmError } from "../errors.js";
+import type { Logger } from "./logger.js";
+import { scrubSecrets } from "./secret.js";
+
+export const DEFAULT_RUN_DIR = "/run/cvm-unlock";
+export const FAILURE_FILE = "last-failure.json";
+export const FAILURE_PREFIX = "cvm-unlock: failure ";
+
+export interface FailureRecord {
+  v: 1;
+  time: string;
+  version: string;
+  command: string;
+  step: string;
+  code: string;
+  exit: number;
+  reason: string;
+  attempts: number;
+  timings_ms: Record<string, number>;
+  details: Record<string, string | number | boolean>;
+}
+
+export function makeFailureRecord(
+  err: CvmError,
+  ctx: { version: string; command: string; step: string; attempts: number; timings_ms: Record<string, number> },
+): FailureRecord {
+  return {
+    v: 1,
+    time: new Date().toISOString(),
+    version: ctx.version,
+    command: ctx.command,
+    step: ctx.step,
+    code: err.code,
+    exit: ERROR_CODES[err.code].exit,
+    reason: scrubSecrets(err.message).slice(0, 400),
+    attempts: ctx.attempts,
+    timings_ms: ctx.timings_ms,
+    details: err.details,
+  };
+}
+
+/** Writes the record file (best effort: a read-only /run must not hide the console line) and logs the line. */
+export function reportFailure(record: FailureRecord, runDir: string, log: Logger): string | undefined {
+  const json = scrubSecrets(JSON.stringify(record));
+  log.raw("error", FAILURE_PREFIX + json);
+  try {
+    mkdirSync(runDir, { recursive: true, mode: 0o700 });
+    const tmp = `${runDir}/.${FAILURE_FILE}.tmp`;
+    writeFileSync(tmp, json + "\n", { mode: 0o600 });
+    renameSync(tmp, `${runDir}/${FAILURE_FILE}`);
+    return `${runDir}/${FAILURE_FILE}`;
+  } catch (e) {
+    log.warn("cannot write the failure record file", { dir: runDir, error: (e as NodeJS.ErrnoException).code ?? String(e) });
+    return undefined;
+  }
+}
+
+/** Finds the last failure line in text (a journal or kmsg dump) and parses it. */
+export function parseFailureLine(text: string): FailureRecord | undefined {
+  const lines = text.split("\n").filter((l) => l.includes(FAILURE_PREFIX));
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const json = lines[i]!.slice(lines[i]!.indexOf(FAILURE_PREFIX) + FAILURE_PREFIX.length).trim();
+    try {
+      const r = JSON.parse(json) as FailureRecord;
+      if (r && r.v === 1 && typeof r.code === "string") return r;
+    } catch {
+      /* a cut kmsg line; try an earlier one */
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,67 @@
+// The seam between the agent and the kernel. Only src/native/libc.ts talks to libc (through bun:ffi);
+// everything else receives a Native, so tests under Node run the same code against src/native/fake.ts.
+import { CvmError } from "../errors.js";
+
+/** Special keyring ids (linux/keyctl.h). */
+export const KEY_SPEC = { THREAD: -1, PROCESS: -2, SESSION: -3, USER: -4, USER_SESSION: -5 } as const;
+
+/** Key permission bits (linux/key.h): possessor, user, group, other. */
+export const KEY_PERM = {
+  POS_ALL: 0x3f000000,
+  USR_VIEW: 0x00010000,
+  USR_READ: 0x00020000,
+  USR_SEARCH: 0x00080000,
+} as const;
+
+export interface Keyctl {
+  /** Resolves a special id (KEY_SPEC.*) to a serial; create=false fails with ENOKEY if it does not exist. */
+  getKeyringId(special: number, create: boolean): number;
+  /** Finds a key of type/description reachable from keyring (ENOKEY if none). */
+  search(keyring: number, type: string, description: string): number;
+  read(id: number): Uint8Array;
+  setperm(id: number, perm: number): void;
+  setTimeout(id: number, seconds: number): void;
+  unlink(id: number, keyring: number): void;
+  /** "type;uid;gid;perm;description" as the kernel gives it. */
+  describe(id: number): string;
+}
+
+export interface Native {
+  readonly kind: "libc" | "fake";
+  open(path: string, flags: number, mode?: number): number;
+  read(fd: number, buf: Uint8Array): number;
+  write(fd: number, buf: Uint8Array): number;
+  close(fd: number): void;
+  /** ioctl with an in/out argument buffer; returns the ioctl's non-negative result. */
+  ioctl(fd: number, request: number, arg: Uint8Array): number;
+  getrandom(buf: Uint8Array): void;
+  /** add_key(2): creates or updates a key; returns its serial. */
+  addKey(type: string, description: string, payload: Uint8Array, keyring: number): number;
+  keyctl: Keyctl;
+}
+
+export const O_FLAGS = { RDONLY: 0, WRONLY: 1, RDWR: 2, CLOEXEC: 0o2000000 } as const;
+
+export const ERRNO = {
+  EPERM: 1, ENOENT: 2, EINTR: 4, EIO: 5, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EACCES: 13, EFAULT: 14, EBUSY: 16,
+  EEXIST: 17, ENODEV: 19, EINVAL: 22, ENOTTY: 25, ENOSPC: 28, ERANGE: 34, ENOSYS: 38, EOPNOTSUPP: 95,
+  ETIMEDOUT: 110, ECONNREFUSED: 111, EDQUOT: 122, ENOKEY: 126, EKEYEXPIRED: 127, EKEYREVOKED: 128, EKEYREJECTED: 129,
+} as const;
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(ERRNO).map(([name, n]) => [n, name]));
+export const errnoName = (errno: number): string => ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+
+/** A failed system call. Its code is INTERNAL until a caller that knows the context rethrows it. */
+export class NativeError extends CvmError {
+  readonly errno: number;
+  readonly syscall: string;
+  constructor(syscall: string, errno: number, what = "") {
+    super("INTERNAL", `${syscall}${what ? ` ${what}` : ""}: ${errnoName(errno)}`, { syscall, errno: errnoName(errno) });
+    this.name = "NativeError";
+    this.errno = errno;
+    this.syscall = syscall;
+  }
+  get errnoName(): string {
+    return errnoName(this.errno);
+  }
+}

@@ -1,0 +1,53 @@
+// Runs the compiled agent with a clean environment, as the initramfs unit does.
+import { spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { existsSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+export const ROOT = resolve(import.meta.dirname, "../..");
+export const BIN = join(ROOT, "dist/cvm-unlock");
+
+export function requireBin(): void {
+  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run npm run build first`);
+}
+
+export interface RunOpts {
+  env?: Record<string, string>;
+  input?: string | Uint8Array;
+  /** Wrap in `keyctl session -` so keyring work happens in a private session keyring. */
+  session?: boolean;
+  timeoutMs?: number;
+}
+
+export function runBin(args: string[], opts: RunOpts = {}): SpawnSyncReturns<string> & { json?: any } {
+  const cmd = opts.session ? "keyctl" : BIN;
+  const argv = opts.session ? ["session", "-", BIN, ...args] : args;
+  const r = spawnSync(cmd, argv, {
+    encoding: "utf8",
+    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", ...opts.env },
+    input: opts.input,
+    timeout: opts.timeoutMs ?? 30_000,
+  });
+  let json: any;
+  if (args.includes("--json")) {
+    try {
+      json = JSON.parse(r.stdout.trim().split("\n").pop() ?? "");
+    } catch {
+      json = undefined;
+    }
+  }
+  return Object.assign(r, { json });
+}
+
+export function tempDir(prefix = "cvmu-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Runs a shell script inside a private session keyring. */
+export function runInSession(script: string, env: Record<string, string> = {}): SpawnSyncReturns<string> {
+  return spawnSync("keyctl", ["session", "-", "sh", "-c", script], {
+    encoding: "utf8",
+    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", ...env },
+    timeout: 30_000,
+  });
+}

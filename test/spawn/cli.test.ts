@@ -1,0 +1,139 @@
+// The compiled binary itself: help, version, exit codes, config errors, failure record, real keyring.
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { COMMANDS } from "../../src/cli/registry.js";
+import { BIN, requireBin, runBin, runInSession, tempDir } from "../helpers/bin.js";
+
+beforeAll(requireBin);
+
+function writeConfig(dir: string, config: unknown, cmdline = "quiet"): string[] {
+  writeFileSync(join(dir, "config.json"), typeof config === "string" ? config : JSON.stringify(config));
+  writeFileSync(join(dir, "cmdline"), cmdline);
+  return ["--config", join(dir, "config.json"), "--cmdline", join(dir, "cmdline"), "--run-dir", join(dir, "run")];
+}
+
+const CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+const goodConfig = {
+  broker: { url: "https://127.0.0.1:9", ca: CA },
+  deadline_s: 10,
+  volumes: [{ name: "root", device: "/dev/null", resource: "cvm/luks/root" }],
+};
+
+describe("compiled binary", () => {
+  it("prints version, commit and Bun version", () => {
+    const r = runBin(["--version"]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^cvm-unlock \d+\.\d+\.\d+ \(commit [0-9a-f]{7,}(\+dirty)?, bun \d+\.\d+\.\d+\)\n$/);
+  });
+
+  it("prints help with the exit-code table; no arguments is a usage error", () => {
+    const r = runBin(["--help"]);
+    expect(r.status).toBe(0);
+    for (const c of COMMANDS) expect(r.stdout).toContain(c.name);
+    expect(r.stdout).toMatch(/4\s+ATTESTATION_REFUSED/);
+    expect(runBin([]).status).toBe(2);
+  });
+
+  it.each(COMMANDS.map((c) => c.name))("%s --help works", (name) => {
+    const r = runBin([...name.split(" "), "--help"]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`usage: cvm-unlock ${name}`);
+  });
+
+  it("unknown flags and commands exit 2 naming them", () => {
+    let r = runBin(["unlock", "--frobnicate"]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("--frobnicate");
+    r = runBin(["--frobnicate"]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("--frobnicate");
+    r = runBin(["debug", "nothing"]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('unknown command "debug nothing"');
+    r = runBin(["unlock", "--json", "--frobnicate"]);
+    expect(r.json).toMatchObject({ ok: false, error: { code: "USAGE", exit: 2 } });
+  });
+
+  it("commands not built yet exit 11, never 0", () => {
+    for (const argv of [["convert"], ["seal"], ["debug", "verify", "x"]]) {
+      const r = runBin([...argv, "--json"]);
+      expect(r.status).toBe(11);
+      expect(r.json.error.code).toBe("NOT_IMPLEMENTED");
+    }
+  });
+
+  it.each([
+    ["{oops", "not valid JSON"],
+    [{ ...goodConfig, surprise: true }, "surprise: unknown key"],
+    [{ ...goodConfig, deadline_s: 99999 }, "deadline_s: expected an integer from 1 to 3600"],
+  ])("bad config %j exits 3 with the field named and writes nothing", (config, msg) => {
+    const dir = tempDir();
+    const r = runBin(["unlock", ...writeConfig(dir, config)]);
+    expect(r.status).toBe(3);
+    expect(r.stderr).toContain(msg);
+    expect(existsSync(join(dir, "run"))).toBe(false);
+  });
+
+  it("bad kernel command line exits 3 and writes nothing", () => {
+    const dir = tempDir();
+    const r = runBin(["unlock", "--json", ...writeConfig(dir, goodConfig, "ro rd.cvm_unlock.broker=https://evil")]);
+    expect(r.status).toBe(3);
+    expect(r.json.error.message).toContain("may not be set from the kernel command line");
+    expect(existsSync(join(dir, "run"))).toBe(false);
+  });
+
+  it("rd.cvm_unlock=0 and an empty volume list are success, said as such", () => {
+    const dir = tempDir();
+    let r = runBin(["unlock", "--json", ...writeConfig(dir, goodConfig, "rd.cvm_unlock=0")]);
+    expect(r.status).toBe(0);
+    expect(r.json).toMatchObject({ ok: true, status: "disabled" });
+    r = runBin(["unlock", "--json", ...writeConfig(dir, { deadline_s: 5 })]);
+    expect(r.status).toBe(0);
+    expect(r.json).toMatchObject({ ok: true, status: "nothing-to-do" });
+    expect(r.stderr).toContain("nothing to do");
+  });
+
+  it("refuses to unlock with a weakened runtime environment", () => {
+    const dir = tempDir();
+    const r = runBin(["unlock", ...writeConfig(dir, goodConfig)], { env: { NODE_TLS_REJECT_UNAUTHORIZED: "0" } });
+    expect(r.status).toBe(3);
+    expect(r.stderr).toContain("NODE_TLS_REJECT_UNAUTHORIZED");
+  });
+
+  it("debug config prints the effective config", () => {
+    const dir = tempDir();
+    const r = runBin(["debug", "config", "--json", ...writeConfig(dir, goodConfig, "rd.cvm_unlock.deadline=4").slice(0, 4)]);
+    expect(r.status).toBe(0);
+    expect(r.json.config.deadline_s).toBe(4);
+    expect(r.json.cmdline).toEqual({ "rd.cvm_unlock.deadline": "4" });
+  });
+
+  it("debug detect says none on this machine", () => {
+    const r = runBin(["debug", "detect", "--json"]);
+    expect(r.status).toBe(0);
+    expect(r.json.tee).toBe("none");
+  });
+});
+
+describe("real kernel keyring (private session keyring)", () => {
+  it("round-trips a key through the session keyring", () => {
+    const r = runBin(["debug", "selfcheck", "--json"], { session: true });
+    expect(r.status).toBe(0);
+    expect(r.json).toMatchObject({ ok: true, native: "libc", keyring: { keyring: "@s", perm: "3f0b0000" } });
+  });
+
+  it("reads back a key systemd-style: count and lengths only", () => {
+    const r = runInSession(`printf 'aaaa\\0bbbbbb' | keyctl padd user cryptsetup @s >/dev/null && exec ${BIN} debug keyring --keyring @s --json`);
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ present: true, count: 2, lengths: [4, 6], description: "cryptsetup" });
+    expect(r.stdout).not.toContain("bbbbbb");
+  });
+
+  it("reports a missing key as nothing to do", () => {
+    const r = runBin(["debug", "keyring", "--keyring", "@s", "--json"], { session: true });
+    expect(r.status).toBe(0);
+    expect(r.json).toMatchObject({ status: "nothing-to-do", present: false });
+  });
+});
