@@ -23,7 +23,7 @@ export function loadEffective(ctx: Context): Effective {
 }
 
 /** Environment variables that change how the Bun runtime behaves (TLS checks, injected flags). */
-const UNSAFE_ENV = /^(BUN_OPTIONS|BUN_CONFIG_.*|NODE_OPTIONS|NODE_TLS_REJECT_UNAUTHORIZED|NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|SSL_CERT_DIR|NODE_PATH)$/;
+const UNSAFE_ENV = /^(BUN_OPTIONS|BUN_CONFIG_.*|NODE_OPTIONS|NODE_TLS_REJECT_UNAUTHORIZED|NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|SSL_CERT_DIR|NODE_PATH|https?_proxy|HTTPS?_PROXY|ALL_PROXY|all_proxy)$/;
 
 /** The unlock path refuses to run when the environment could have weakened the runtime. */
 export function checkEnvironment(env: Readonly<Record<string, string | undefined>>): void {

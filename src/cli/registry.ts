@@ -42,7 +42,12 @@ export const COMMANDS: Command[] = [
   },
   notImplemented("debug evidence", "TEE evidence issue"),
   notImplemented("debug verify", "TEE evidence issue"),
-  notImplemented("debug broker", "broker-path issue"),
+  {
+    name: "debug broker",
+    summary: "dry run: auth and attest to the broker, print its verdict, fetch nothing",
+    flags: [...CONFIG_FLAGS, JSON_FLAG],
+    load: async () => (await import("./debug-broker.js")).debugBroker,
+  },
   notImplemented("debug luks", "vTPM tokens issue"),
   notImplemented("debug tpm", "vTPM tokens issue"),
   notImplemented("debug last-failure", "boot-integration issue"),

@@ -1,13 +1,95 @@
-// cvm-unlock unlock: the boot job. Decides which volumes need the broker, gets their passphrases,
-// checks each opens its keyslot, and hands them to systemd-cryptsetup through the keyring.
+// cvm-unlock unlock: the boot job. For the configured volumes: wait for their devices, get every
+// passphrase from the broker in one attestation, prove each opens its volume's keyslot, then hand them
+// all to systemd-cryptsetup through the keyring at once. Any failure leaves nothing in the keyring.
+import type { Config, Effective, Volume } from "../config/config.js";
 import { CvmError } from "../errors.js";
-import type { Runner } from "./command.js";
+import { fetchResources, type BrokerDeps } from "../flow/broker.js";
+import { Deadline, waitFor } from "../flow/deadline.js";
+import { handOff } from "../keyring/handoff.js";
+import { KbsClient } from "../kbs/client.js";
+import { fetchTransport, type Transport } from "../kbs/transport.js";
+import type { Secret } from "../log/secret.js";
+import { deviceExists, devicePath, testPassphrase } from "../luks/cryptsetup.js";
+import { selectProvider, type EvidenceProvider } from "../tee/evidence.js";
+import type { Context, Runner } from "./command.js";
 import { checkEnvironment, loadEffective } from "./common.js";
 
-export const unlock: Runner = async (ctx) => {
-  checkEnvironment(ctx.env);
-  const eff = await ctx.trace.run("config", () => loadEffective(ctx));
-  if (eff.disabled) return { status: "disabled", message: "disabled by rd.cvm_unlock=0 on the kernel command line" };
-  if (eff.config.volumes.length === 0) return { status: "nothing-to-do", message: "nothing to do: no volumes configured" };
-  throw new CvmError("NOT_IMPLEMENTED", "unlock through the broker is not implemented yet (broker-path issue)");
-};
+/** Seams for tests: the transport and evidence provider can be swapped; defaults are the real ones. */
+export interface UnlockDeps {
+  transport?: (eff: Effective) => Transport;
+  provider?: (eff: Effective, ctx: Context) => EvidenceProvider;
+  /** Overrides for the attempt loop (tests shorten the backoff). */
+  broker?: Pick<BrokerDeps, "sleep" | "random" | "routeReady">;
+}
+
+export function brokerTransport(eff: Effective, ctx: Context): Transport {
+  if (eff.config.broker?.insecure_http) ctx.log.warn("broker.insecure_http is set: talking to the broker over plain http (no TLS)", { broker: eff.config.broker.url });
+  return fetchTransport(eff.caPem);
+}
+
+export function makeUnlock(deps: UnlockDeps = {}): Runner {
+  return async (ctx) => {
+    checkEnvironment(ctx.env);
+    const eff = await ctx.trace.run("config", () => loadEffective(ctx));
+    const config = eff.config;
+    if (eff.disabled) return { status: "disabled", message: "disabled by rd.cvm_unlock=0 on the kernel command line" };
+    const deadline = new Deadline(config.deadline_s);
+    const needBroker = config.volumes.filter((v) => v.resource !== undefined);
+    const skipped = config.volumes.filter((v) => v.resource === undefined).map((v) => ({ name: v.name, reason: "no broker resource configured" }));
+    if (needBroker.length === 0) return { status: "nothing-to-do", message: "nothing to do: no volume needs the broker", data: { volumes: [], skipped } };
+
+    const devices = await ctx.trace.run("devices", () => waitForDevices(needBroker, deadline, ctx));
+    const provider = deps.provider ? deps.provider(eff, ctx) : selectProvider({ allowSimulated: config.tee.allow_simulated, log: ctx.log });
+    const transport = deps.transport ? deps.transport(eff) : brokerTransport(eff, ctx);
+    const broker = brokerOf(config);
+    const client = new KbsClient(transport, broker, () => deadline.timeoutMs());
+    ctx.log.info("attesting to the broker", { broker, tee: provider.tee, volumes: needBroker.map((v) => v.name).join(",") });
+
+    const brokerDeps = { ...deps.broker, client, brokerUrl: broker, provider, deadline, log: ctx.log, trace: ctx.trace };
+    const secrets = await fetchResources(brokerDeps, needBroker.map((v) => v.resource!));
+    try {
+      await ctx.trace.run("check", () =>
+        Promise.all(needBroker.map((v) => testPassphrase(v.name, devices.get(v.name)!, secrets.get(v.resource!)!, Math.max(1000, deadline.remainingMs())))),
+      );
+      const serial = await ctx.trace.run("keyring", async () => handOff(await ctx.native(), config.keyring, orderedSecrets(needBroker, secrets)));
+      ctx.log.info("passphrases handed to systemd-cryptsetup", { keyring: config.keyring.keyring, key: config.keyring.key, serial });
+      return {
+        status: "done",
+        message: `unlocked ${needBroker.length} volume(s) through the broker: ${needBroker.map((v) => v.name).join(", ")}`,
+        data: {
+          volumes: needBroker.map((v) => ({ name: v.name, device: devices.get(v.name), source: "broker", resource: v.resource })),
+          skipped,
+          tee: provider.tee,
+          attempts: ctx.trace.attempts,
+          timings_ms: ctx.trace.timings_ms,
+          keyring: { keyring: config.keyring.keyring, key: config.keyring.key, serial },
+        },
+      };
+    } finally {
+      for (const s of secrets.values()) s.wipe();
+    }
+  };
+}
+
+export const unlock: Runner = makeUnlock();
+
+export function brokerOf(config: Config): string {
+  if (!config.broker) throw new CvmError("CONFIG", "volumes name broker resources but there is no broker section");
+  return config.broker.url;
+}
+
+/** One passphrase per distinct resource, in volume order (volumes may share a resource). */
+function orderedSecrets(volumes: Volume[], secrets: Map<string, Secret>): Secret[] {
+  return [...new Set(volumes.map((v) => v.resource!))].map((r) => secrets.get(r)!);
+}
+
+async function waitForDevices(volumes: Volume[], deadline: Deadline, ctx: Context): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const v of volumes) {
+    const path = devicePath(v.device);
+    if (!deviceExists(path)) ctx.log.info("waiting for device", { volume: v.name, device: path });
+    await waitFor(deadline, () => (deviceExists(path) ? true : undefined), () => new CvmError("LUKS", `volume ${v.name}: device ${path} did not appear within the deadline`, { volume: v.name }));
+    out.set(v.name, path);
+  }
+  return out;
+}

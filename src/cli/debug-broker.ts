@@ -1,0 +1,44 @@
+// cvm-unlock debug broker: a dry run of the broker path — auth and attest with the real evidence
+// provider, print what the broker said about us, fetch nothing.
+import { CvmError } from "../errors.js";
+import { attestWithRetries } from "../flow/broker.js";
+import { Deadline } from "../flow/deadline.js";
+import { KbsClient } from "../kbs/client.js";
+import { selectProvider } from "../tee/evidence.js";
+import type { Runner } from "./command.js";
+import { loadEffective } from "./common.js";
+import { brokerOf, brokerTransport } from "./unlock.js";
+
+/** The token's claims, decoded without verification (the broker verifies its own tokens). */
+export function decodeClaims(token: string): Record<string, any> {
+  const payload = token.split(".")[1];
+  try {
+    return JSON.parse(Buffer.from(payload ?? "", "base64url").toString("utf8"));
+  } catch {
+    throw new CvmError("BROKER_PROTOCOL", "the attestation token is not a JWT");
+  }
+}
+
+export const debugBroker: Runner = async (ctx) => {
+  const eff = loadEffective(ctx);
+  const broker = brokerOf(eff.config);
+  const deadline = new Deadline(eff.config.deadline_s);
+  const provider = selectProvider({ allowSimulated: eff.config.tee.allow_simulated, log: ctx.log });
+  const client = new KbsClient(brokerTransport(eff, ctx), broker, () => deadline.timeoutMs());
+  const a = await attestWithRetries({ client, brokerUrl: broker, provider, deadline, log: ctx.log, trace: ctx.trace });
+  a.key.privateKey.wipe();
+  const claims = decodeClaims(a.token);
+  const cpu0 = claims.submods?.cpu0 ?? {};
+  const annotated = cpu0["ear.veraison.annotated-evidence"] ?? {};
+  return {
+    status: "done",
+    message: `attested to ${broker} as ${provider.tee}: ear.status ${cpu0["ear.status"] ?? "unknown"}`,
+    data: {
+      broker,
+      tee: provider.tee,
+      attempts: ctx.trace.attempts,
+      timings_ms: ctx.trace.timings_ms,
+      token: { iss: claims.iss, iat: claims.iat, exp: claims.exp, ear_status: cpu0["ear.status"], trustworthiness: cpu0["ear.trustworthiness-vector"], tee_claims: annotated[provider.tee] },
+    },
+  };
+};

@@ -1,0 +1,42 @@
+// The evidence seam: a provider turns the runtime-data digest into the `primary_evidence` JSON that
+// Trustee's verifier for its TEE parses. The simulated provider lives here; SNP/TDX providers (TEE
+// evidence issue) plug into the same interface.
+import { CvmError } from "../errors.js";
+import { b64Encode } from "../jose/b64.js";
+import type { Logger } from "../log/logger.js";
+import { detectTee } from "./detect.js";
+
+export interface EvidenceProvider {
+  /** The `tee` string of the KBS Request. */
+  readonly tee: string;
+  readonly name: string;
+  evidence(digest: Uint8Array): Promise<unknown>;
+}
+
+/** Trustee's `sample` TEE: `{svn, report_data}` with the digest itself, standard base64, no padding to 64. */
+export const simulatedProvider: EvidenceProvider = {
+  tee: "sample",
+  name: "simulated (Trustee sample TEE)",
+  async evidence(digest) {
+    return { svn: "1", report_data: b64Encode(digest) };
+  },
+};
+
+/** REPORT_DATA for SNP/TDX: the digest zero-padded (or cut) to 64 bytes. */
+export function reportData64(digest: Uint8Array): Uint8Array {
+  const out = new Uint8Array(64);
+  out.set(digest.subarray(0, 64));
+  return out;
+}
+
+export function selectProvider(opts: { allowSimulated: boolean; log: Logger; root?: string }): EvidenceProvider {
+  const found = detectTee(opts.root);
+  if (found.kind !== "none") {
+    throw new CvmError("TEE", `found ${found.kind.toUpperCase()} (${found.interfaces.join(", ")}) but its evidence provider is not built yet (TEE evidence issue)`);
+  }
+  if (!opts.allowSimulated) {
+    throw new CvmError("TEE", "no TEE found (no /dev/sev-guest, /dev/tdx_guest or configfs-tsm), and the config does not allow the simulated TEE");
+  }
+  opts.log.warn("no TEE found: using the SIMULATED TEE because the config allows it (tee.allow_simulated) — for development only");
+  return simulatedProvider;
+}
