@@ -17,7 +17,7 @@ export class Deadline {
   }
   /** Per-request timeout: at most `capMs`, never past the deadline. */
   timeoutMs(capMs = 30_000): number {
-    return Math.max(1, Math.min(capMs, this.remainingMs()));
+    return Math.max(1, Math.floor(Math.min(capMs, this.remainingMs())));
   }
 }
 

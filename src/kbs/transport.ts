@@ -3,6 +3,7 @@
 // every body. Node's fetch ignores Bun's `tls` option, so https refuses to run outside Bun rather than
 // silently trusting the system roots.
 import { CvmError } from "../errors.js";
+import { AttemptError } from "./errors.js";
 
 export interface HttpRequest {
   method: "GET" | "POST";
@@ -71,7 +72,8 @@ export function fetchTransport(caPem: string | undefined): Transport {
 function toNetworkError(e: unknown, req: HttpRequest): NetworkError {
   const err = e as { name?: string; message?: string; code?: string };
   if (err?.name === "TimeoutError" || err?.name === "AbortError") return new NetworkError(`${req.method} ${pathOf(req.url)}: no answer within ${req.timeoutMs} ms`, false);
-  const msg = `${err?.code ? err.code + ": " : ""}${err?.message ?? String(e)}`;
+  const text = (err?.message ?? String(e)).replace(/\s*For more information, pass `verbose: true`.*$/s, "");
+  const msg = `${err?.code && !text.startsWith(err.code) ? err.code + ": " : ""}${text}`;
   const tls = TLS_HINTS.test(msg);
   return new NetworkError(`${req.method} ${pathOf(req.url)}: ${tls ? "TLS verification failed: " : ""}${msg.slice(0, 200)}`, tls);
 }
@@ -89,7 +91,7 @@ async function readLimited(res: Response, limit: number): Promise<Uint8Array> {
   const declared = Number(res.headers.get("content-length") ?? "0");
   if (declared > limit) {
     await res.body?.cancel().catch(() => {});
-    throw new CvmError("BROKER_PROTOCOL", `broker response body of ${declared} bytes is over the ${limit}-byte limit`, { limit });
+    throw new AttemptError("BROKER_PROTOCOL", `broker response body of ${declared} bytes is over the ${limit}-byte limit`, "protocol", { limit });
   }
   if (!res.body) return new Uint8Array(0);
   const reader = res.body.getReader();
@@ -101,7 +103,7 @@ async function readLimited(res: Response, limit: number): Promise<Uint8Array> {
     total += value.length;
     if (total > limit) {
       await reader.cancel().catch(() => {});
-      throw new CvmError("BROKER_PROTOCOL", `broker response body is over the ${limit}-byte limit`, { limit });
+      throw new AttemptError("BROKER_PROTOCOL", `broker response body is over the ${limit}-byte limit`, "protocol", { limit });
     }
     chunks.push(value);
   }

@@ -1,5 +1,5 @@
 // Runs the compiled agent with a clean environment, as the initramfs unit does.
-import { spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -49,5 +49,21 @@ export function runInSession(script: string, env: Record<string, string> = {}): 
     encoding: "utf8",
     env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", ...env },
     timeout: 30_000,
+  });
+}
+
+/** Like runInSession, but asynchronous: the test process keeps serving (an in-process broker) meanwhile. */
+export function runInSessionAsync(script: string, env: Record<string, string> = {}, timeoutMs = 60_000): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn("keyctl", ["session", "-", "sh", "-c", script], { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", ...env } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const t = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("close", (status) => {
+      clearTimeout(t);
+      resolve({ status, stdout, stderr });
+    });
   });
 }

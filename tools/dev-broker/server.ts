@@ -26,6 +26,8 @@ export interface BrokerOptions {
   adminInsecure?: boolean;
   sessionTtlMs?: number;
   log?: (line: string) => void;
+  /** Nonce source (tests replay recorded messages with a fixed nonce). */
+  nonce?: () => string;
 }
 
 interface Session {
@@ -86,7 +88,7 @@ export function createBroker(opts: BrokerOptions): Server & { stats: RunningBrok
       if (!/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/.test(r.version)) return fail("AttestationError", DETAIL.badVersion);
       if (r.version.replace(/\+.*$/, "") !== "0.4.0") return fail("AttestationError", DETAIL.versionMismatch(r.version));
       const id = makeSessionId();
-      const s: Session = { nonce: makeNonce(), tee: r.tee, expires: Date.now() + ttl };
+      const s: Session = { nonce: (opts.nonce ?? makeNonce)(), tee: r.tee, expires: Date.now() + ttl };
       sessions.set(id, s);
       return send(200, JSON.stringify({ nonce: s.nonce, "extra-params": "" }), { "set-cookie": cookieHeader(id, s.expires) });
     }

@@ -1,0 +1,21 @@
+// Small LUKS2 images made by the real cryptsetup (pbkdf2 with 1000 iterations so they open fast).
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { tempDir } from "./bin.js";
+
+export function makeLuksImage(passphrase: string, dir = tempDir("luks-"), name = "disk.img"): string {
+  const path = join(dir, name);
+  execFileSync("truncate", ["-s", "20M", path]);
+  execFileSync("cryptsetup", ["luksFormat", "--type", "luks2", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file=-", path], { input: passphrase });
+  return path;
+}
+
+/** True when the passphrase opens a keyslot of the image (cryptsetup's own check). */
+export function opens(path: string, passphrase: string | Uint8Array): boolean {
+  try {
+    execFileSync("cryptsetup", ["open", "--test-passphrase", "--key-file=-", path], { input: passphrase, stdio: ["pipe", "ignore", "ignore"] });
+    return true;
+  } catch {
+    return false;
+  }
+}
