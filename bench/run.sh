@@ -5,3 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh base bench
 npm run --silent build
 node_modules/.bin/bun bench/start.ts
+bash bench/unlock-vs-clevis.sh

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 declare -A GROUP=(
   [base]="keyutils cryptsetup-bin openssl"
-  [bench]="time clevis clevis-luks tang curl"
+  [bench]="time clevis clevis-luks tang jose hyperfine socat curl jq"
   [tpm]="swtpm swtpm-tools tpm2-tools"
   [boot]="dracut qemu-system-x86 ovmf systemd-boot-efi"
 )

@@ -26,7 +26,6 @@ export const debugBroker: Runner = async (ctx) => {
   const provider = selectProvider({ allowSimulated: eff.config.tee.allow_simulated, log: ctx.log });
   const client = new KbsClient(brokerTransport(eff, ctx), broker, () => deadline.timeoutMs());
   const a = await attestWithRetries({ client, brokerUrl: broker, provider, deadline, log: ctx.log, trace: ctx.trace });
-  a.key.privateKey.wipe();
   const claims = decodeClaims(a.token);
   const cpu0 = claims.submods?.cpu0 ?? {};
   const annotated = cpu0["ear.veraison.annotated-evidence"] ?? {};

@@ -50,7 +50,8 @@ export async function runCommand(command: Command, parsed: Parsed, io: RunIo): P
     print: (t) => void (!json && io.stdout(t + "\n")),
   };
   try {
-    const result = await (await command.load())(ctx);
+    const runner = await trace.run("load", () => command.load());
+    const result = await runner(ctx);
     if (command.boot) log.notice(result.message, { status: result.status, elapsed_ms: trace.elapsedMs() });
     printResult(io, json, command, result, trace);
     return 0;

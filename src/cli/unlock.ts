@@ -9,7 +9,7 @@ import { handOff } from "../keyring/handoff.js";
 import { KbsClient } from "../kbs/client.js";
 import { fetchTransport, type Transport } from "../kbs/transport.js";
 import type { Secret } from "../log/secret.js";
-import { deviceExists, devicePath, testPassphrase } from "../luks/cryptsetup.js";
+import { deviceExists, devicePath, startPassphraseCheck } from "../luks/cryptsetup.js";
 import { selectProvider, type EvidenceProvider } from "../tee/evidence.js";
 import type { Context, Runner } from "./command.js";
 import { checkEnvironment, loadEffective } from "./common.js";
@@ -45,12 +45,18 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
     const client = new KbsClient(transport, broker, () => deadline.timeoutMs());
     ctx.log.info("attesting to the broker", { broker, tee: provider.tee, volumes: needBroker.map((v) => v.name).join(",") });
 
+    // The keyslot checks start now, waiting on stdin, so cryptsetup's start-up overlaps the broker round trips.
+    const checks = needBroker.map((v) => startPassphraseCheck(v.name, devices.get(v.name)!, Math.max(1000, Math.floor(deadline.remainingMs()))));
     const brokerDeps = { ...deps.broker, client, brokerUrl: broker, provider, deadline, log: ctx.log, trace: ctx.trace };
-    const secrets = await fetchResources(brokerDeps, needBroker.map((v) => v.resource!));
+    let secrets: Map<string, Secret>;
     try {
-      await ctx.trace.run("check", () =>
-        Promise.all(needBroker.map((v) => testPassphrase(v.name, devices.get(v.name)!, secrets.get(v.resource!)!, Math.max(1000, deadline.remainingMs())))),
-      );
+      secrets = await fetchResources(brokerDeps, needBroker.map((v) => v.resource!));
+    } catch (e) {
+      checks.forEach((c) => c.abort());
+      throw e;
+    }
+    try {
+      await ctx.trace.run("check", () => Promise.all(needBroker.map((v, i) => checks[i]!.check(secrets.get(v.resource!)!))));
       const serial = await ctx.trace.run("keyring", async () => handOff(await ctx.native(), config.keyring, orderedSecrets(needBroker, secrets)));
       ctx.log.info("passphrases handed to systemd-cryptsetup", { keyring: config.keyring.keyring, key: config.keyring.key, serial });
       return {

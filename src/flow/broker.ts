@@ -21,7 +21,7 @@ export interface BrokerDeps {
   deadline: Deadline;
   log: Logger;
   trace: RunTrace;
-  keyGen?: () => TeeKeyPair;
+  keyGen?: () => Promise<TeeKeyPair>;
   random?: () => number;
   sleep?: (ms: number) => Promise<void>;
   routeReady?: () => boolean;
@@ -42,7 +42,7 @@ export async function fetchResources(deps: BrokerDeps, resources: string[]): Pro
       for (const path of new Set(resources)) {
         const jwe = await deps.trace.run("resource", () => deps.client.resource(a.challenge, path));
         try {
-          got.set(path, decryptJwe(jwe, a.key.privateKey));
+          got.set(path, await decryptJwe(jwe, a.key.privateKey));
         } catch (e) {
           if (e instanceof CvmError) throw new AttemptError(e.code, `resource ${path}: ${e.message}`, "protocol", e.details);
           throw e;
@@ -52,29 +52,25 @@ export async function fetchResources(deps: BrokerDeps, resources: string[]): Pro
     } catch (e) {
       for (const s of got.values()) s.wipe();
       throw e;
-    } finally {
-      a.key.privateKey.wipe();
     }
   });
 }
 
-/** auth + attest with retries; the caller owns (and must wipe) the returned key. For `debug broker`. */
+/** auth + attest with retries. For `debug broker`. */
 export async function attestWithRetries(deps: BrokerDeps): Promise<Attested> {
   return withRetries(deps, () => attestOnce(deps));
 }
 
+/** A fresh key and a fresh nonce; the key is made while the /auth round trip is in flight. */
 async function attestOnce(deps: BrokerDeps): Promise<Attested> {
-  const key = (deps.keyGen ?? generateTeeKey)();
-  try {
-    const challenge = await deps.trace.run("auth", () => deps.client.auth(deps.provider.tee));
-    const digest = runtimeDataDigest(challenge.nonce, key.publicJwk, challenge.hash);
-    const evidence = await deps.trace.run("evidence", () => deps.provider.evidence(digest));
-    const token = await deps.trace.run("attest", () => deps.client.attest(challenge, key.publicJwk, evidence));
-    return { challenge, token, key };
-  } catch (e) {
-    key.privateKey.wipe();
-    throw e;
-  }
+  const [key, challenge] = await Promise.all([
+    deps.trace.run("keygen", () => (deps.keyGen ?? generateTeeKey)()),
+    deps.trace.run("auth", () => deps.client.auth(deps.provider.tee)),
+  ]);
+  const digest = runtimeDataDigest(challenge.nonce, key.publicJwk, challenge.hash);
+  const evidence = await deps.trace.run("evidence", () => deps.provider.evidence(digest));
+  const token = await deps.trace.run("attest", () => deps.client.attest(challenge, key.publicJwk, evidence));
+  return { challenge, token, key };
 }
 
 function retryClassOf(e: unknown): { err: CvmError; retry: RetryClass | null } {

@@ -2,11 +2,11 @@
 // first request (DHCP may still be running in the initramfs). Name resolution failures are retried by the
 // attempt loop like any other network error.
 import { readFileSync } from "node:fs";
-import { isIP } from "node:net";
 
 export function isLoopback(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, "");
-  return h === "localhost" || h === "::1" || (isIP(h) === 4 && h.startsWith("127."));
+  // A regex rather than node:net's isIP: loading node:net costs the compiled binary ~5 ms at start.
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 /** True when the kernel has an IPv4 or IPv6 route through an interface other than lo. */

@@ -1,10 +1,10 @@
 // The LUKS side of the broker path: find the volume's block device, and prove a passphrase opens one of
 // its keyslots with `cryptsetup open --test-passphrase --key-file=-` (passphrase on stdin only; nothing
 // is activated, so no device-mapper is needed).
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { CvmError } from "../errors.js";
 import type { Secret } from "../log/secret.js";
+import { spawnWithStdin } from "../proc.js";
 
 /** UUID=/PARTUUID=/PARTLABEL= → the udev symlink; absolute paths as they are. */
 export function devicePath(spec: string): string {
@@ -28,37 +28,70 @@ export interface CryptsetupResult {
   stderr: string;
 }
 
+/** A cryptsetup process started ahead of time, waiting for its passphrase on stdin. */
+export interface PendingRun {
+  submit(passphrase: Secret): Promise<CryptsetupResult>;
+  /** Kills the process (ours, by its handle) when no passphrase will come. */
+  abort(): void;
+}
+
+/** Starts cryptsetup now; its start-up and header read overlap with whatever the caller does next. */
+export function startWithStdin(args: string[], timeoutMs: number, binary = "cryptsetup"): PendingRun {
+  const child = spawnWithStdin([binary, ...args]);
+  child.catch(() => {}); // observed by submit()
+  let timer: ReturnType<typeof setTimeout> | undefined = setTimeout(() => void child.then((c) => c.kill()).catch(() => {}), timeoutMs);
+  const stop = () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+  };
+  return {
+    async submit(passphrase) {
+      let c;
+      try {
+        c = await child;
+      } catch (e) {
+        stop();
+        throw new CvmError("LUKS", `cannot run ${binary}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+      passphrase.use((bytes) => c.end(bytes));
+      const r = await c.exited.finally(stop);
+      return { ok: r.code === 0, exitCode: r.code, stderr: r.stderr.trim() };
+    },
+    abort() {
+      stop();
+      void child.then((c) => c.kill()).catch(() => {});
+    },
+  };
+}
+
 /** Runs cryptsetup with the passphrase on stdin. */
 export function runWithPassphrase(args: string[], passphrase: Secret, timeoutMs: number, binary = "cryptsetup"): Promise<CryptsetupResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(binary, args, { stdio: ["pipe", "ignore", "pipe"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C" } });
-    let stderr = "";
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.stderr.setEncoding("utf8");
-    child.stderr.on("data", (d: string) => {
-      if (stderr.length < 4096) stderr += d;
-    });
-    child.on("error", (e) => {
-      clearTimeout(timer);
-      reject(new CvmError("LUKS", `cannot run ${binary}: ${(e as NodeJS.ErrnoException).code ?? e.message}`));
-    });
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ ok: code === 0, exitCode: code, stderr: stderr.trim() });
-    });
-    child.stdin.on("error", () => {
-      /* cryptsetup may exit before reading everything; its exit code says why */
-    });
-    passphrase.use((bytes) => child.stdin.end(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)));
-  });
+  return startWithStdin(args, timeoutMs, binary).submit(passphrase);
+}
+
+export interface PendingCheck {
+  /** Resolves when the passphrase opens a keyslot; throws LUKS otherwise. */
+  check(passphrase: Secret): Promise<void>;
+  abort(): void;
+}
+
+/** Starts `cryptsetup open --test-passphrase --key-file=-` for a volume before its passphrase is known. */
+export function startPassphraseCheck(name: string, path: string, timeoutMs: number): PendingCheck {
+  const run = startWithStdin(["open", "--test-passphrase", "--key-file=-", path], timeoutMs);
+  return {
+    abort: run.abort,
+    async check(passphrase) {
+      const r = await run.submit(passphrase);
+      if (r.ok) return;
+      // cryptsetup exit codes: 1 wrong parameters, 2 no permission (bad passphrase), 3 out of memory, 4 wrong device, 5 busy.
+      if (r.exitCode === 2) throw new CvmError("LUKS", `volume ${name}: the passphrase from the broker opens no keyslot of ${path}`, { volume: name });
+      const why = r.exitCode === null ? `timed out after ${timeoutMs} ms` : `exit ${r.exitCode}: ${r.stderr.split("\n").pop()?.slice(0, 200) ?? ""}`;
+      throw new CvmError("LUKS", `volume ${name}: cryptsetup could not check ${path} (${why})`, { volume: name });
+    },
+  };
 }
 
 /** Resolves when the passphrase opens a keyslot of the LUKS volume at `path`; throws LUKS otherwise. */
-export async function testPassphrase(name: string, path: string, passphrase: Secret, timeoutMs: number): Promise<void> {
-  const r = await runWithPassphrase(["open", "--test-passphrase", "--key-file=-", path], passphrase, timeoutMs);
-  if (r.ok) return;
-  // cryptsetup exit codes: 1 wrong parameters, 2 no permission (bad passphrase), 3 out of memory, 4 wrong device, 5 busy.
-  if (r.exitCode === 2) throw new CvmError("LUKS", `volume ${name}: the passphrase from the broker opens no keyslot of ${path}`, { volume: name });
-  const why = r.exitCode === null ? `timed out after ${timeoutMs} ms` : `exit ${r.exitCode}: ${r.stderr.split("\n").pop()?.slice(0, 200) ?? ""}`;
-  throw new CvmError("LUKS", `volume ${name}: cryptsetup could not check ${path} (${why})`, { volume: name });
+export function testPassphrase(name: string, path: string, passphrase: Secret, timeoutMs: number): Promise<void> {
+  return startPassphraseCheck(name, path, timeoutMs).check(passphrase);
 }

@@ -3,7 +3,7 @@
 // Real sockets, real fetch; only the broker's decisions are scripted.
 import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { encryptJwe } from "../../src/jose/jwe.js";
+import { encryptJwe } from "../../src/jose/jwe-encrypt.js";
 
 export interface Reply {
   status?: number;

@@ -1,7 +1,7 @@
 // Bad input from the broker, each case: a clear typed error, bounded retries, nothing in the keyring,
 // and the passphrase in no log line. Real sockets and fetch, real cryptsetup, fake keyring.
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { encryptJwe } from "../../src/jose/jwe.js";
+import { encryptJwe } from "../../src/jose/jwe-encrypt.js";
 import { makeLuksImage } from "../helpers/luks.js";
 import { kbsError, scriptedKbs, type Scripts } from "../helpers/scripted-server.js";
 import { runUnlock } from "../helpers/unlock-harness.js";

@@ -4,9 +4,7 @@ import { createPrivateKey, privateDecrypt, constants, createDecipheriv } from "n
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { b64urlDecode } from "../../src/jose/b64.js";
-import { decryptJwe } from "../../src/jose/jwe.js";
-import { Secret } from "../../src/log/secret.js";
+import { decryptJwe, importPrivateJwk } from "../../src/jose/jwe.js";
 import { startBroker, type BrokerOptions, type RunningBroker } from "../../tools/dev-broker/server.js";
 import { memoryStore } from "../../tools/dev-broker/store.js";
 import { makeLuksImage } from "../helpers/luks.js";
@@ -85,14 +83,14 @@ describe("dev broker against the recorded Trustee messages (kbs-messages-0.4.0-0
     const { token } = await at.json();
     const claims = JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString());
     expect(claims.submods.cpu0["ear.veraison.annotated-evidence"].runtime_data_claims["tee-pubkey"]).toEqual(rd.runtime_data_object["tee-pubkey"]);
-    const sk = Secret.adopt(b64urlDecode(ecv.tee_private_jwk.d, "d"));
+    const sk = await importPrivateJwk(ecv.tee_private_jwk);
     for (const headers of [{ cookie: `kbs-session-id=${id}` }, { authorization: `Bearer ${token}` }] as Record<string, string>[]) {
       const r = await fetch(`${b.url}/kbs/v0/resource/default/luks/root`, { headers });
       expect(r.status).toBe(200);
       expect(r.headers.get("set-cookie")).toBeNull();
       const jwe = await r.json();
       expect(Object.keys(jwe)).toEqual(msgs.resource.response.body_member_order);
-      expect(decryptJwe(jwe, sk).use((x) => new TextDecoder().decode(x))).toBe(ecv.plaintext_utf8);
+      expect((await decryptJwe(jwe, sk)).use((x) => new TextDecoder().decode(x))).toBe(ecv.plaintext_utf8);
     }
     // re-attesting an attested session returns the stored token
     expect((await (await post(b, "attest", rd.attestation_body_sample, { cookie: `kbs-session-id=${id}` })).json()).token).toBe(token);

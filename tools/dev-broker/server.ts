@@ -7,7 +7,7 @@ import { createServer as createHttp, type IncomingMessage, type Server, type Ser
 import { createServer as createHttps } from "node:https";
 import type { AddressInfo } from "node:net";
 import { jcs } from "../../src/jose/jcs.js";
-import { encryptJwe } from "../../src/jose/jwe.js";
+import { encryptJwe } from "../../src/jose/jwe-encrypt.js";
 import { cookieHeader, DETAIL, earClaims, errorBody, makeNonce, makeSessionId, TEES, TokenSigner, type KbsErrorKind } from "./protocol.js";
 import type { ResourceStore } from "./store.js";
 
