@@ -42,7 +42,7 @@ echo "== cvm-unlock unlock (simulated TEE, private session keyring, clean enviro
 t0=$(date +%s%N)
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin keyctl session - sh -c "
   dist/cvm-unlock unlock --config '$work/config.json' --cmdline /dev/null --run-dir '$work/run' --json > '$work/result.json' || exit \$?
-  keyctl pipe %user:cryptsetup | cryptsetup open --test-passphrase --key-file=- '$work/disk.img' && echo opens > '$work/proof'
+  keyctl pipe \$(keyctl search @s user cryptsetup) | cryptsetup open --test-passphrase --key-file=- '$work/disk.img' && echo opens > '$work/proof'
 " 2>&1 | grep -v '^Joined session keyring' | sed 's/^/   /'
 t1=$(date +%s%N)
 node -e '

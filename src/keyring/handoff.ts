@@ -1,7 +1,7 @@
 // Hand-off to systemd-cryptsetup 252: a "user" key named "cryptsetup" (configurable) in the configured
 // keyring (@u in the initramfs; @s in tests), holding the passphrases separated by NUL. systemd-cryptsetup
 // finds it through request_key() because its unit and ours run with KeyringMode=shared. The key gets a
-// timeout and root-possessor-only permissions; any failure after add_key unlinks it again.
+// timeout and possessor-only read permission; any failure after add_key unlinks it again.
 import { CvmError } from "../errors.js";
 import { Secret } from "../log/secret.js";
 import { KEY_PERM, KEY_SPEC, NativeError, type Native } from "../native/types.js";
@@ -12,8 +12,12 @@ export interface KeyringTarget {
   timeout_s: number;
 }
 
-/** Possessor: everything; user (uid 0, the owner): view, read, search; group and other: nothing. */
-export const KEY_PERMISSIONS = KEY_PERM.POS_ALL | KEY_PERM.USR_VIEW | KEY_PERM.USR_READ | KEY_PERM.USR_SEARCH;
+/**
+ * Possessor: everything; owner (uid 0): view only; group and other: nothing. systemd-cryptsetup possesses
+ * the key (its session keyring links @u under KeyringMode=shared), so no other root process can read it
+ * just by finding its serial in /proc/keys.
+ */
+export const KEY_PERMISSIONS = KEY_PERM.POS_ALL | KEY_PERM.USR_VIEW;
 
 const SPECIAL = { "@u": KEY_SPEC.USER, "@s": KEY_SPEC.SESSION } as const;
 

@@ -120,7 +120,7 @@ describe("real kernel keyring (private session keyring)", () => {
   it("round-trips a key through the session keyring", () => {
     const r = runBin(["debug", "selfcheck", "--json"], { session: true });
     expect(r.status).toBe(0);
-    expect(r.json).toMatchObject({ ok: true, native: "libc", keyring: { keyring: "@s", perm: "3f0b0000" } });
+    expect(r.json).toMatchObject({ ok: true, native: "libc", keyring: { keyring: "@s", perm: "3f010000" } });
   });
 
   it("reads back a key systemd-style: count and lengths only", () => {

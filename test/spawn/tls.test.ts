@@ -34,9 +34,10 @@ async function broker(cert: { cert: string; key: string }): Promise<RunningBroke
 async function unlockWith(url: string, caPath: string) {
   const cfg = join(tempDir("cfg-"), "config.json");
   writeFileSync(cfg, JSON.stringify({ broker: { url, ca: caPath }, tee: { allow_simulated: true }, deadline_s: 15, volumes: [{ name: "root", device: image, resource: "cvm/luks/root" }], keyring: { keyring: "@s" } }));
-  // After unlock, prove the key left in the session keyring opens the image, and count keys.
+  // After unlock, prove the key left in this private session keyring (searched there only: keys of earlier
+  // sessions linger until the kernel's key GC runs) opens the image.
   const script = `${BIN} unlock --json --config ${cfg} --cmdline /dev/null --run-dir ${dir}/run; rc=$?; ` +
-    `if keyctl pipe %user:cryptsetup 2>/dev/null | cryptsetup open --test-passphrase --key-file=- ${image}; then echo KEY-OPENS; else echo NO-KEY; fi; exit $rc`;
+    `if k=$(keyctl search @s user cryptsetup 2>/dev/null) && keyctl pipe $k | cryptsetup open --test-passphrase --key-file=- ${image}; then echo KEY-OPENS; else echo NO-KEY; fi; exit $rc`;
   const r = await runInSessionAsync(script);
   const json = JSON.parse(r.stdout.split("\n").find((l) => l.startsWith("{")) ?? "{}");
   return { ...r, json };
@@ -62,8 +63,19 @@ describe("TLS pinning in the compiled binary", () => {
     expect(r.status).toBe(5);
     expect(r.json.error.code).toBe("BROKER_UNREACHABLE");
     expect(r.json.error.message).toMatch(/TLS verification failed/);
-    expect(r.stdout).toContain("NO-KEY");
+    expect(r.stdout, r.stdout + r.stderr).toContain("NO-KEY");
     expect(b.stats.auth).toBe(0);
     expect(r.stderr).toMatch(/cvm-unlock: failure \{.*"attempts":1/);
+  });
+
+  it("debug broker attests and prints the verdict without fetching anything", async () => {
+    const b = await broker(issueServerCert(pki, "dbg", ["127.0.0.1"]));
+    const cfg = join(tempDir("cfg-"), "config.json");
+    writeFileSync(cfg, JSON.stringify({ broker: { url: b.url, ca: pki.caPath }, tee: { allow_simulated: true }, deadline_s: 10, volumes: [{ name: "root", device: image, resource: "cvm/luks/root" }] }));
+    const r = await runInSessionAsync(`${BIN} debug broker --json --config ${cfg} --cmdline /dev/null`);
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split("\n").pop()!);
+    expect(out).toMatchObject({ ok: true, tee: "sample", token: { ear_status: "warning", tee_claims: { svn: "1" } } });
+    expect(b.stats).toMatchObject({ auth: 1, attest: 1, resource: 0 });
   });
 });

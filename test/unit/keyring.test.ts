@@ -30,6 +30,7 @@ describe("keyring hand-off", () => {
     expect(key.description).toBe("cryptsetup");
     expect(key.perm).toBe(KEY_PERMISSIONS);
     expect(KEY_PERMISSIONS & 0x0000ffff).toBe(0); // nothing for group and other
+    expect(KEY_PERMISSIONS & 0x00ff0000).toBe(0x00010000); // the owner may only view: reading needs possession
     expect(key.timeout).toBe(90);
     expect(readBack(n, target).map((s) => s.use(text))).toEqual(["pass-1", "pass-2"]);
     expect(inspectKey(n, target)).toMatchObject({ serial, count: 2, lengths: [6, 6], description: "cryptsetup" });
