@@ -3,7 +3,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "./bin.js";
 
-export const VECTORS = join(ROOT, "../shared/vectors");
+/** shared/ sits beside the checkout (as in CI); CVM_UNLOCK_SHARED overrides. */
+export const SHARED = process.env.CVM_UNLOCK_SHARED ?? join(ROOT, "../shared");
+export const VECTORS = join(SHARED, "vectors");
 export const vbytes = (rel: string): Uint8Array => new Uint8Array(readFileSync(join(VECTORS, rel)));
 export const vjson = (rel: string): any => JSON.parse(readFileSync(join(VECTORS, rel), "utf8"));
 

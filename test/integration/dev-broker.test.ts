@@ -1,17 +1,15 @@
 // The dev broker speaks Trustee's protocol: it accepts the recorded client messages (vectors), answers
 // with Trustee's exact shapes and error bodies, and the agent unlocks through it.
 import { createPrivateKey, privateDecrypt, constants, createDecipheriv } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { vjson } from "../helpers/vectors.js";
 import { decryptJwe, importPrivateJwk } from "../../src/jose/jwe.js";
 import { startBroker, type BrokerOptions, type RunningBroker } from "../../tools/dev-broker/server.js";
 import { memoryStore } from "../../tools/dev-broker/store.js";
 import { makeLuksImage } from "../helpers/luks.js";
 import { runUnlock } from "../helpers/unlock-harness.js";
 
-const V = join(import.meta.dirname, "../../../shared/vectors/kbs");
-const load = (f: string) => JSON.parse(readFileSync(join(V, f), "utf8"));
+const load = (f: string) => vjson(`kbs/${f}`);
 const rd = load("report-data.json");
 const msgs = load("kbs-messages.json");
 const ecv = load("jwe-ecdh-es-a256kw-p256.json");

@@ -1,8 +1,7 @@
 // JWE and JCS against the KBS vectors (shared/vectors/kbs, ids in each case name).
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { vjson } from "../helpers/vectors.js";
 import { b64Decode, b64urlDecode, hex } from "../../src/jose/b64.js";
 import { jcs } from "../../src/jose/jcs.js";
 import { encryptJwe } from "../../src/jose/jwe-encrypt.js";
@@ -10,8 +9,7 @@ import { concatKdf, decryptJwe, generateTeeKey, importPrivateJwk } from "../../s
 import { CvmError } from "../../src/errors.js";
 import type { Secret } from "../../src/log/secret.js";
 
-const V = join(import.meta.dirname, "../../../shared/vectors/kbs");
-const load = (f: string) => JSON.parse(readFileSync(join(V, f), "utf8"));
+const load = (f: string) => vjson(`kbs/${f}`);
 const ec = load("jwe-ecdh-es-a256kw-p256.json");
 const neg = load("jwe-negative.json");
 const rd = load("report-data.json");
