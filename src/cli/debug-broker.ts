@@ -4,7 +4,7 @@ import { CvmError } from "../errors.js";
 import { attestWithRetries } from "../flow/broker.js";
 import { Deadline } from "../flow/deadline.js";
 import { KbsClient } from "../kbs/client.js";
-import { selectProvider } from "../tee/evidence.js";
+import { chooseProvider } from "../tee/providers.js";
 import type { Runner } from "./command.js";
 import { loadEffective } from "./common.js";
 import { brokerOf, brokerTransport } from "./unlock.js";
@@ -23,7 +23,7 @@ export const debugBroker: Runner = async (ctx) => {
   const eff = loadEffective(ctx);
   const broker = brokerOf(eff.config);
   const deadline = new Deadline(eff.config.deadline_s);
-  const provider = selectProvider({ allowSimulated: eff.config.tee.allow_simulated, log: ctx.log });
+  const provider = chooseProvider({ allowSimulated: eff.config.tee.allow_simulated, vmpl: eff.config.tee.vmpl, log: ctx.log, native: ctx.native });
   const client = new KbsClient(brokerTransport(eff, ctx), broker, () => deadline.timeoutMs());
   const a = await attestWithRetries({ client, brokerUrl: broker, provider, deadline, log: ctx.log, trace: ctx.trace });
   const claims = decodeClaims(a.token);

@@ -10,7 +10,8 @@ import { KbsClient } from "../kbs/client.js";
 import { fetchTransport, type Transport } from "../kbs/transport.js";
 import type { Secret } from "../log/secret.js";
 import { deviceExists, devicePath, startPassphraseCheck } from "../luks/cryptsetup.js";
-import { selectProvider, type EvidenceProvider } from "../tee/evidence.js";
+import type { EvidenceProvider } from "../tee/evidence.js";
+import { chooseProvider } from "../tee/providers.js";
 import type { Context, Runner } from "./command.js";
 import { checkEnvironment, loadEffective } from "./common.js";
 
@@ -39,7 +40,7 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
     if (needBroker.length === 0) return { status: "nothing-to-do", message: "nothing to do: no volume needs the broker", data: { volumes: [], skipped } };
 
     const devices = await ctx.trace.run("devices", () => waitForDevices(needBroker, deadline, ctx));
-    const provider = deps.provider ? deps.provider(eff, ctx) : selectProvider({ allowSimulated: config.tee.allow_simulated, log: ctx.log });
+    const provider = deps.provider ? deps.provider(eff, ctx) : chooseProvider({ allowSimulated: config.tee.allow_simulated, vmpl: config.tee.vmpl, log: ctx.log, native: ctx.native });
     const transport = deps.transport ? deps.transport(eff) : brokerTransport(eff, ctx);
     const broker = brokerOf(config);
     const client = new KbsClient(transport, broker, () => deadline.timeoutMs());

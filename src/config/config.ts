@@ -15,7 +15,7 @@ export interface Volume {
 
 export interface Config {
   broker?: { url: string; ca?: string; insecure_http: boolean };
-  tee: { allow_simulated: boolean };
+  tee: { allow_simulated: boolean; vmpl: number };
   deadline_s: number;
   volumes: Volume[];
   keyring: { keyring: "@u" | "@s"; key: string; timeout_s: number };

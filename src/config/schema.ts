@@ -50,7 +50,13 @@ export const CONFIG_SCHEMA: Spec = {
       },
     },
     tee: {
-      spec: { kind: "object", fields: { allow_simulated: { spec: { kind: "bool" }, default: false } } },
+      spec: {
+        kind: "object",
+        fields: {
+          allow_simulated: { spec: { kind: "bool" }, default: false },
+          vmpl: { spec: { kind: "int", min: 0, max: 3 }, default: 0 },
+        },
+      },
       default: {},
     },
     deadline_s: { spec: { kind: "int", min: 1, max: 3600 }, default: 300 },

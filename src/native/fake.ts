@@ -30,6 +30,8 @@ export class FakeNative implements Native {
   private nextFd = 3;
   private fds = new Map<number, string>();
   private keyrings = new Map<number, number>([[KEY_SPEC.SESSION, 100], [KEY_SPEC.USER, 200]]);
+  private addresses = new Map<bigint, Uint8Array>();
+  private nextAddress = 0x7f0000001000n;
 
   private enter(op: string): void {
     this.calls.push(op);
@@ -83,6 +85,19 @@ export class FakeNative implements Native {
     const d = this.dev(fd);
     if (!d.ioctl) throw new NativeError("ioctl", ERRNO.ENOTTY);
     return d.ioctl(request, arg);
+  }
+  addressOf(buf: Uint8Array): bigint {
+    for (const [a, b] of this.addresses) if (b === buf) return a;
+    const a = this.nextAddress;
+    this.nextAddress += 0x100000n;
+    this.addresses.set(a, buf);
+    return a;
+  }
+  /** The buffer behind an address handed out by addressOf (what the kernel would copy from/to). */
+  deref(address: bigint): Uint8Array {
+    const b = this.addresses.get(address);
+    if (!b) throw new NativeError("deref", ERRNO.EFAULT);
+    return b;
   }
   getrandom(buf: Uint8Array): void {
     this.enter("getrandom");

@@ -43,6 +43,7 @@ export function openLibc(): Native {
     write: (fd, buf) => check("write", lib.write(fd, buf, buf.length)),
     close: (fd) => void check("close", lib.close(fd)),
     ioctl: (fd, request, arg) => check("ioctl", lib.ioctl(fd, request, arg), `0x${request.toString(16)}`),
+    addressOf: (buf) => BigInt(ptr(buf)),
     getrandom(buf) {
       for (let off = 0; off < buf.length; ) off += check("getrandom", lib.getrandom(buf.subarray(off), buf.length - off, 0));
     },

@@ -34,6 +34,8 @@ export interface Native {
   close(fd: number): void;
   /** ioctl with an in/out argument buffer; returns the ioctl's non-negative result. */
   ioctl(fd: number, request: number, arg: Uint8Array): number;
+  /** The address of a buffer, for ioctl structs that carry user pointers; valid while `buf` is alive. */
+  addressOf(buf: Uint8Array): bigint;
   getrandom(buf: Uint8Array): void;
   /** add_key(2): creates or updates a key; returns its serial. */
   addKey(type: string, description: string, payload: Uint8Array, keyring: number): number;

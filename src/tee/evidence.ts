@@ -1,10 +1,6 @@
 // The evidence seam: a provider turns the runtime-data digest into the `primary_evidence` JSON that
-// Trustee's verifier for its TEE parses. The simulated provider lives here; SNP/TDX providers (TEE
-// evidence issue) plug into the same interface.
-import { CvmError } from "../errors.js";
+// Trustee's verifier for its TEE parses. The simulated provider lives here; the real ones in providers.ts.
 import { b64Encode } from "../jose/b64.js";
-import type { Logger } from "../log/logger.js";
-import { detectTee } from "./detect.js";
 
 export interface EvidenceProvider {
   /** The `tee` string of the KBS Request. */
@@ -27,16 +23,4 @@ export function reportData64(digest: Uint8Array): Uint8Array {
   const out = new Uint8Array(64);
   out.set(digest.subarray(0, 64));
   return out;
-}
-
-export function selectProvider(opts: { allowSimulated: boolean; log: Logger; root?: string }): EvidenceProvider {
-  const found = detectTee(opts.root);
-  if (found.kind !== "none") {
-    throw new CvmError("TEE", `found ${found.kind.toUpperCase()} (${found.interfaces.join(", ")}) but its evidence provider is not built yet (TEE evidence issue)`);
-  }
-  if (!opts.allowSimulated) {
-    throw new CvmError("TEE", "no TEE found (no /dev/sev-guest, /dev/tdx_guest or configfs-tsm), and the config does not allow the simulated TEE");
-  }
-  opts.log.warn("no TEE found: using the SIMULATED TEE because the config allows it (tee.allow_simulated) — for development only");
-  return simulatedProvider;
 }

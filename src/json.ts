@@ -1,0 +1,16 @@
+// JSON with u64 values: bigints are written as plain JSON numbers (exact), never through a float.
+export function stringifyJson(value: unknown): string {
+  const marks: string[] = [];
+  const s = JSON.stringify(value, (_k, v) => {
+    if (typeof v !== "bigint") return v;
+    marks.push(v.toString());
+    return `\u0000big${marks.length - 1}\u0000`;
+  });
+  return s.replace(/"\\u0000big(\d+)\\u0000"/g, (_m, i) => marks[Number(i)]!);
+}
+
+/** Parses JSON keeping integers above 2^53 exact: such numbers come back as bigint. */
+export function parseJsonBig(text: string): unknown {
+  const quoted = text.replace(/("(?:[^"\\]|\\.)*")|(-?\d{16,})(?=\s*[,}\]])/g, (m, str, num) => (str ? str : `"\\u0000big${num}"`));
+  return JSON.parse(quoted, (_k, v) => (typeof v === "string" && v.startsWith("\u0000big") ? BigInt(v.slice(4)) : v));
+}
