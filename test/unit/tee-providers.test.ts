@@ -91,7 +91,7 @@ describe("SNP ioctl provider (fake /dev/sev-guest)", () => {
   it("a firmware error is final: one request, a clear reason, nothing re-issued", async () => {
     const n = new FakeNative();
     const seen = sevGuest(n, "fw-error");
-    const e = await snpExtReport(n, new Uint8Array(64), 0).catch((x) => x as CvmError);
+    const e = (await snpExtReport(n, new Uint8Array(64), 0).then(() => undefined, (x) => x)) as CvmError;
     expect(e.code).toBe("TEE");
     expect(e.message).toMatch(/firmware error 0x27.*no request is retried/);
     expect(seen).toHaveLength(1);
