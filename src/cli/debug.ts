@@ -22,11 +22,6 @@ export const debugConfig: Runner = async (ctx) => {
   };
 };
 
-export const debugDetect: Runner = async () => {
-  const d = detectTee();
-  return { status: "done", message: `TEE: ${d.kind}`, data: { tee: d.kind, interfaces: d.interfaces } };
-};
-
 export const debugKeyring: Runner = async (ctx) => {
   const target = keyringTarget(ctx, "cryptsetup");
   const info = inspectKey(await ctx.native(), target);

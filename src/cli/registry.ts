@@ -26,7 +26,7 @@ export const COMMANDS: Command[] = [
     name: "debug detect",
     summary: "which TEE interfaces this guest has",
     flags: [JSON_FLAG],
-    load: async () => (await import("./debug.js")).debugDetect,
+    load: async () => (await import("./debug-tee.js")).debugDetect,
   },
   {
     name: "debug keyring",
@@ -40,8 +40,29 @@ export const COMMANDS: Command[] = [
     flags: [...CONFIG_FLAGS, KEYRING_FLAGS[0]!, JSON_FLAG],
     load: async () => (await import("./debug.js")).debugSelfcheck,
   },
-  notImplemented("debug evidence", "TEE evidence issue"),
-  notImplemented("debug verify", "TEE evidence issue"),
+  {
+    name: "debug evidence",
+    summary: "ask this guest's TEE for evidence and print its fields (REPORT_DATA = --nonce, zero-padded)",
+    flags: [
+      { name: "nonce", value: "HEX", help: "REPORT_DATA, up to 64 bytes of hex (default: 32 random bytes)" },
+      { name: "out", value: "FILE", help: "also write the Trustee evidence JSON to FILE (for debug verify)" },
+      ...CONFIG_FLAGS,
+      JSON_FLAG,
+    ],
+    load: async () => (await import("./debug-tee.js")).debugEvidence,
+  },
+  {
+    name: "debug verify",
+    summary: "offline: parse, print and verify an SNP report, TDX quote, TDREPORT or Trustee evidence file",
+    args: "FILE",
+    positionals: 1,
+    flags: [
+      { name: "certs", value: "DIR", help: "vcek.der|vcek.pem, vlek.der|vlek.pem, ask.pem, ark.pem (snpguest's layout); AMD and Intel roots are built in" },
+      { name: "at", value: "TIME", help: "check certificate validity at this ISO 8601 time (default: now)" },
+      JSON_FLAG,
+    ],
+    load: async () => (await import("./debug-tee.js")).debugVerify,
+  },
   {
     name: "debug broker",
     summary: "dry run: auth and attest to the broker, print its verdict, fetch nothing",
