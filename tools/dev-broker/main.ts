@@ -21,6 +21,8 @@ commands:
       --dev                            accept the simulated TEE (sample); refused otherwise
       --allow-tee T,...                TEEs whose evidence may get resources (default snp,tdx; --dev adds sample)
       --deny-all                       refuse every release (PolicyDeny)
+      --policy FILE                    JSON: {"snp":{"measurements":[hex],"min_tcb":{…},"allow_debug":false},
+                                              "tdx":{"mr_td":[hex],"allow_debug":false}}
       --admin-insecure                 allow unauthenticated resource POST/DELETE over HTTP
       --ready-file FILE                write the URL to FILE once listening
 `;
@@ -67,7 +69,7 @@ async function main(argv: string[]): Promise<void> {
     const allowTees = (flag(rest, "allow-tee") ?? "snp,tdx").split(",").concat(dev ? ["sample"] : []);
     const tls = has(rest, "insecure-http") ? undefined : { cert: readFileSync(join(state, "server.pem"), "utf8"), key: readFileSync(join(state, "server.key"), "utf8") };
     const b = await startBroker(
-      { store, policy: { allowTees, denyAll: has(rest, "deny-all") }, dev, tls, adminInsecure: has(rest, "admin-insecure"), log: (l) => console.error(`dev-broker: ${l}`) },
+      { store, policy: { allowTees, denyAll: has(rest, "deny-all"), tee: flag(rest, "policy") ? JSON.parse(readFileSync(flag(rest, "policy")!, "utf8")) : {} }, dev, tls, adminInsecure: has(rest, "admin-insecure"), log: (l) => console.error(`dev-broker: ${l}`) },
       host!.replace(/^\[|\]$/g, ""),
       Number(port),
     );

@@ -10,12 +10,16 @@ import { jcs } from "../../src/jose/jcs.js";
 import { encryptJwe } from "../../src/jose/jwe-encrypt.js";
 import { cookieHeader, DETAIL, earClaims, errorBody, makeNonce, makeSessionId, TEES, TokenSigner, type KbsErrorKind } from "./protocol.js";
 import type { ResourceStore } from "./store.js";
+import type { TeePolicy } from "../../src/tee/verify/policy.js";
+import { verifyEvidence } from "./verifier.js";
 
 export interface Policy {
   /** TEEs whose evidence may be released to; `sample` needs dev mode as well. */
   allowTees: string[];
   /** Refuse every release (PolicyDeny), e.g. to test a VM that must power off. */
   denyAll: boolean;
+  /** What verified SNP/TDX evidence must also show (measurement, minimum TCB, debug). */
+  tee?: TeePolicy;
 }
 
 export interface BrokerOptions {
@@ -98,7 +102,7 @@ export function createBroker(opts: BrokerOptions): Server & { stats: RunningBrok
       if (!session) return fail("AttestationError", DETAIL.attestFailed);
       const [id, s] = session;
       if (s.token) return send(200, JSON.stringify({ token: s.token }), { "set-cookie": cookieHeader(id, s.expires) });
-      const claims = attest(s, body);
+      const claims = await attest(s, body);
       if (!claims) return fail("AttestationError", DETAIL.attestFailed);
       s.claims = claims;
       s.token = signer.issue(claims);
@@ -151,7 +155,7 @@ export function createBroker(opts: BrokerOptions): Server & { stats: RunningBrok
   }
 
   /** Verifies an Attestation body against the session; returns the token claims, or undefined. */
-  function attest(s: Session, body: Buffer): Record<string, unknown> | undefined {
+  async function attest(s: Session, body: Buffer): Promise<Record<string, unknown> | undefined> {
     let a: any;
     try {
       a = JSON.parse(body.toString("utf8"));
@@ -164,21 +168,12 @@ export function createBroker(opts: BrokerOptions): Server & { stats: RunningBrok
     const digest = createHash(s.tee === "se" ? "sha512" : "sha384")
       .update(jcs({ "tee-pubkey": rd["tee-pubkey"], nonce: s.nonce, "additional-evidence": ev.additional_evidence }))
       .digest();
-    const teeClaims = verifyEvidence(s.tee, ev.primary_evidence, digest);
-    if (!teeClaims) return undefined;
-    return earClaims(s.tee, teeClaims, { nonce: s.nonce, "tee-pubkey": rd["tee-pubkey"] }, digest.toString("hex"));
-  }
-
-  /** Evidence verifiers by TEE. `sample` compares the digest exactly, as Trustee's sample verifier. */
-  function verifyEvidence(tee: string, evidence: any, digest: Buffer): Record<string, unknown> | undefined {
-    if (tee !== "sample") {
-      log(`attest: no verifier for tee ${tee} in this dev broker yet`);
+    const verdict = await verifyEvidence(s.tee, ev.primary_evidence, new Uint8Array(digest), opts.policy.tee ?? {});
+    if (!verdict.ok) {
+      log(`attest: ${s.tee} evidence refused: ${verdict.reasons.join("; ")}`);
       return undefined;
     }
-    if (typeof evidence?.svn !== "string" || typeof evidence?.report_data !== "string") return undefined;
-    const rd = Buffer.from(evidence.report_data, "base64");
-    if (!rd.equals(digest)) return undefined;
-    return { svn: evidence.svn, report_data: rd.toString("hex") };
+    return earClaims(s.tee, verdict.claims, { nonce: s.nonce, "tee-pubkey": rd["tee-pubkey"] }, digest.toString("hex"));
   }
 
   const server = (opts.tls ? createHttps({ cert: opts.tls.cert, key: opts.tls.key }, wrap) : createHttp(wrap)) as Server & { stats: RunningBroker["stats"] };

@@ -1,0 +1,61 @@
+// The dev broker's evidence checks use the agent's verifiers plus the REPORT_DATA binding and the policy.
+// Real vectors whose REPORT_DATA has Trustee's shape (48-byte digest, 16 zero bytes) stand in for fresh
+// evidence: snp-03 (Turin v5) and tdx-03.
+import { describe, expect, it } from "vitest";
+import { snpEvidenceJson } from "../../src/tee/snp/evidence.js";
+import { encodeCertTable, guidOf, parseCertTable, parseReport } from "../../src/tee/snp/layout.js";
+import { verifyEvidence } from "../../tools/dev-broker/verifier.js";
+import { vbytes, vjson } from "../helpers/vectors.js";
+
+const snpReport = parseReport(vbytes("snp/snp-03-turin-v5.report.bin"));
+const vcek = vbytes("snp/snp-03-turin-v5.vcek.der");
+const snpEv = snpEvidenceJson(snpReport, parseCertTable(encodeCertTable([{ guid: guidOf("VCEK"), data: vcek }])), "Turin");
+const snpDigest = (snpReport.fields.report_data as Uint8Array).slice(0, 48);
+const snpNow = new Date("2026-01-01T00:00:00Z");
+const quote = vbytes("tdx/tdx-03-quote-v4-sha384-reportdata.bin");
+const tdxEv = { cc_eventlog: null, quote: Buffer.from(quote).toString("base64") };
+const tdxDigest = Buffer.from(vjson("tdx/tdx-03-quote-v4-sha384-reportdata.json").parsed.body.report_data, "hex").subarray(0, 48);
+const tdxNow = new Date("2026-06-01T00:00:00Z");
+
+describe("dev broker evidence checks", () => {
+  it("accepts verified SNP evidence bound to the digest, and names its claims", async () => {
+    const v = await verifyEvidence("snp", JSON.parse(JSON.stringify(snpEv, (_k, x) => (typeof x === "bigint" ? Number(x) : x))), snpDigest, {}, snpNow);
+    expect(v.ok, JSON.stringify(v)).toBe(true);
+    if (v.ok) expect(v.claims.measurement).toBe(vjson("snp/snp-03-turin-v5.json").parsed.measurement);
+  });
+
+  it("refuses SNP evidence for another nonce, without a VCEK, or outside the policy", async () => {
+    const plain = JSON.parse(JSON.stringify(snpEv, (_k, x) => (typeof x === "bigint" ? Number(x) : x)));
+    const other = await verifyEvidence("snp", plain, new Uint8Array(48), {}, snpNow);
+    expect(other.ok === false && other.reasons).toContain("REPORT_DATA does not bind the nonce and key");
+    const noCert = await verifyEvidence("snp", { ...plain, cert_chain: null }, snpDigest, {}, snpNow);
+    expect(noCert.ok === false && noCert.reasons.join()).toMatch(/no VCEK certificate/);
+    const wrongM = await verifyEvidence("snp", plain, snpDigest, { snp: { measurements: ["00".repeat(48)] } }, snpNow);
+    expect(wrongM.ok === false && wrongM.reasons.join()).toMatch(/not an expected one/);
+    const minTcb = await verifyEvidence("snp", plain, snpDigest, { snp: { min_tcb: { microcode: 200 } } }, snpNow);
+    expect(minTcb.ok === false && minTcb.reasons.join()).toMatch(/microcode 71 below the minimum 200/);
+    const tampered = structuredClone(plain);
+    tampered.attestation_report.measurement[0] ^= 1;
+    const t = await verifyEvidence("snp", tampered, snpDigest, {}, snpNow);
+    expect(t.ok === false && t.reasons.join()).toMatch(/report signature/);
+  });
+
+  it("accepts verified TDX evidence bound to the digest; refuses a wrong MRTD", async () => {
+    const v = await verifyEvidence("tdx", tdxEv, tdxDigest, {}, tdxNow);
+    expect(v.ok, JSON.stringify(v)).toBe(true);
+    const w = await verifyEvidence("tdx", tdxEv, tdxDigest, { tdx: { mr_td: ["ab".repeat(48)] } }, tdxNow);
+    expect(w.ok === false && w.reasons.join()).toMatch(/MRTD .* is not an expected one/);
+    const g = await verifyEvidence("tdx", { quote: "!!" }, tdxDigest, {}, tdxNow);
+    expect(g.ok).toBe(false);
+  });
+
+  it("refuses a debug TD unless the policy allows it (tdx-01 is a debug TD)", async () => {
+    const q = vbytes("tdx/tdx-01-quote-v4.bin");
+    const rd = Buffer.from(vjson("tdx/tdx-01-quote-v4.json").parsed.body.report_data, "hex");
+    const ev = { cc_eventlog: null, quote: Buffer.from(q).toString("base64") };
+    const denied = await verifyEvidence("tdx", ev, rd, {}, tdxNow);
+    expect(denied.ok === false && denied.reasons.join()).toMatch(/debug TD/);
+    const allowed = await verifyEvidence("tdx", ev, rd, { tdx: { allow_debug: true } }, tdxNow);
+    expect(allowed.ok, JSON.stringify(allowed)).toBe(true);
+  });
+});

@@ -1,0 +1,59 @@
+// Evidence checking for the dev broker, per TEE: the agent's own offline verifiers (signatures, chains,
+// TCB/hwID) plus the REPORT_DATA binding, then the policy. Returns the claims for the token, or the reasons
+// it refused. `sample` compares the digest exactly, as Trustee's sample verifier does.
+import { hex } from "../../src/tee/layout.js";
+import { snpReportFromJson } from "../../src/tee/snp/evidence.js";
+import { quoteFromJson } from "../../src/tee/tdx/evidence.js";
+import { validateSnp, validateTdx, type TeePolicy } from "../../src/tee/verify/policy.js";
+import { verifySnp } from "../../src/tee/verify/snp.js";
+import { verifyTdx } from "../../src/tee/verify/tdx.js";
+
+export type Verdict = { ok: true; claims: Record<string, unknown> } | { ok: false; reasons: string[] };
+
+const bound = (rd: Uint8Array, digest: Uint8Array) => {
+  const want = new Uint8Array(64);
+  want.set(digest.subarray(0, 64));
+  return rd.length === 64 && rd.every((b, i) => b === want[i]);
+};
+
+export async function verifyEvidence(tee: string, evidence: any, digest: Uint8Array, policy: TeePolicy, now = new Date()): Promise<Verdict> {
+  try {
+    if (tee === "sample") {
+      if (typeof evidence?.svn !== "string" || typeof evidence?.report_data !== "string") return { ok: false, reasons: ["sample evidence needs svn and report_data"] };
+      const rd = Buffer.from(evidence.report_data, "base64");
+      if (!rd.equals(Buffer.from(digest))) return { ok: false, reasons: ["REPORT_DATA does not bind the nonce and key"] };
+      return { ok: true, claims: { svn: evidence.svn, report_data: rd.toString("hex") } };
+    }
+    if (tee === "snp") {
+      const { report, certs } = snpReportFromJson(evidence);
+      const pick = (k: string) => certs.find((c) => c.kind === k)?.data;
+      const res = await verifySnp(report, { endorsement: pick("VCEK") ?? pick("VLEK"), ask: pick("ASK"), ark: pick("ARK") }, now);
+      const reasons = res.v.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
+      if (!bound(report.fields.report_data as Uint8Array, digest)) reasons.push("REPORT_DATA does not bind the nonce and key");
+      if (res.tcb) reasons.push(...validateSnp(report, res.tcb, policy.snp));
+      if (reasons.length > 0) return { ok: false, reasons };
+      return {
+        ok: true,
+        claims: {
+          measurement: hex(report.fields.measurement as Uint8Array),
+          policy_debug_allowed: (((report.fields.policy as bigint) >> 19n) & 1n) === 1n,
+          reported_tcb_bootloader: res.tcb!.bootloader, reported_tcb_tee: res.tcb!.tee, reported_tcb_snp: res.tcb!.snp, reported_tcb_microcode: res.tcb!.microcode,
+          chip_id: hex(report.fields.chip_id as Uint8Array),
+          report_data: hex(report.fields.report_data as Uint8Array),
+        },
+      };
+    }
+    if (tee === "tdx") {
+      const q = quoteFromJson(evidence);
+      const res = await verifyTdx(q, now);
+      const reasons = res.v.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
+      if (!bound(q.body.report_data as Uint8Array, digest)) reasons.push("REPORT_DATA does not bind the nonce and key");
+      reasons.push(...validateTdx(q, policy.tdx));
+      if (reasons.length > 0) return { ok: false, reasons };
+      return { ok: true, claims: { quote: { body: { mr_td: hex(q.body.mr_td as Uint8Array), rtmr_0: hex(q.body.rtmr0 as Uint8Array), rtmr_1: hex(q.body.rtmr1 as Uint8Array), report_data: hex(q.body.report_data as Uint8Array) } } } };
+    }
+    return { ok: false, reasons: [`no verifier for TEE ${tee}`] };
+  } catch (e) {
+    return { ok: false, reasons: [`malformed ${tee} evidence: ${(e as Error).message}`] };
+  }
+}
