@@ -6,3 +6,4 @@ bash scripts/setup.sh base bench
 npm run --silent build
 node_modules/.bin/bun bench/start.ts
 bash bench/unlock-vs-clevis.sh
+node_modules/.bin/bun bench/fuzz.ts

@@ -14,6 +14,7 @@ import { parseReport, type SnpReport } from "../tee/snp/layout.js";
 import { quoteFromJson } from "../tee/tdx/evidence.js";
 import { parseQuote, parseTdReport, type Quote } from "../tee/tdx/layout.js";
 import { realTsmFs, TSM_ROOT, tsmAvailable } from "../tee/tsm.js";
+import { tdxReport0 } from "../tee/tdx/ioctl.js";
 import { DerError } from "../tee/verify/der.js";
 import type { Verification } from "../tee/verify/result.js";
 import { certBytes, verifySnp, type SnpCerts } from "../tee/verify/snp.js";
@@ -36,6 +37,14 @@ function parseHex(s: string, what: string, max: number): Uint8Array {
 export const debugEvidence: Runner = async (ctx) => {
   const eff = ctx.flags.config !== undefined ? loadEffective(ctx) : undefined;
   const nonce = typeof ctx.flags.nonce === "string" ? parseHex(ctx.flags.nonce, "--nonce", 64) : crypto.getRandomValues(new Uint8Array(32));
+  if (detectTee().kind === "tdx" && !tsmAvailable(realTsmFs, TSM_ROOT)) {
+    // No quote without configfs-tsm: show the local TDREPORT instead (not remote evidence).
+    const rd = new Uint8Array(64);
+    rd.set(nonce);
+    const report = tdxReport0(await ctx.native(), rd);
+    if (typeof ctx.flags.out === "string") writeFileSync(ctx.flags.out, report);
+    return { status: "done", message: "TDX without configfs-tsm: local TDREPORT (not remote evidence; a quote needs Linux 6.7+ configfs-tsm)", data: { tee: "tdx", provider: "TDX_CMD_GET_REPORT0", fields: describeTdReport(parseTdReport(report)) } };
+  }
   const provider = chooseProvider({ allowSimulated: eff?.config.tee.allow_simulated ?? false, vmpl: eff?.config.tee.vmpl ?? 0, log: ctx.log, native: ctx.native });
   const evidence = await provider.evidence(nonce);
   const text = stringifyJson(evidence);

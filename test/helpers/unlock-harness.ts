@@ -2,7 +2,7 @@
 // be tested quickly (backoff sleeps are shortened, never skipped: the deadline still counts real time).
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Context } from "../../src/cli/command.js";
+import type { Context, Runner } from "../../src/cli/command.js";
 import { makeUnlock } from "../../src/cli/unlock.js";
 import { asCvmError, type CvmError } from "../../src/errors.js";
 import { RunTrace } from "../../src/flow/run.js";
@@ -22,6 +22,12 @@ export interface HarnessResult {
 }
 
 export async function runUnlock(config: Record<string, unknown>, opts: { sleepScale?: number; cmdline?: string } = {}): Promise<HarnessResult> {
+  const scale = opts.sleepScale ?? 0.02;
+  return runUnlockWith(makeUnlock({ broker: { sleep: (ms) => new Promise((r) => setTimeout(r, ms * scale)) } }), config, opts);
+}
+
+/** Runs a given unlock runner (custom seams) against a config. */
+export async function runUnlockWith(run: Runner, config: Record<string, unknown>, opts: { cmdline?: string } = {}): Promise<HarnessResult> {
   const dir = tempDir("unl-");
   writeFileSync(join(dir, "config.json"), JSON.stringify(config));
   writeFileSync(join(dir, "cmdline"), opts.cmdline ?? "");
@@ -38,8 +44,6 @@ export async function runUnlock(config: Record<string, unknown>, opts: { sleepSc
     native: async () => native,
     print: () => {},
   };
-  const scale = opts.sleepScale ?? 0.02;
-  const run = makeUnlock({ broker: { sleep: (ms) => new Promise((r) => setTimeout(r, ms * scale)) } });
   const t0 = performance.now();
   try {
     const r = await run(ctx);

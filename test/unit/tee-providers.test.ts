@@ -215,3 +215,43 @@ describe("provider choice", () => {
     expect(chooseProvider(env(tree([]), true)).tee).toBe("sample");
   });
 });
+
+describe("TDREPORT ioctl (debug only)", () => {
+  it("sends REPORTDATA in the 1088-byte struct and returns the TDREPORT", async () => {
+    const { tdxReport0, TDX_CMD_GET_REPORT0 } = await import("../../src/tee/tdx/ioctl.js");
+    const n = new FakeNative();
+    const tdreport = vbytes("tdx/tdx-06-tdreport-v1.bin");
+    n.devices.set("/dev/tdx_guest", {
+      ioctl(req, arg) {
+        expect(req).toBe(TDX_CMD_GET_REPORT0);
+        expect(arg.length).toBe(1088);
+        expect(arg[0]).toBe(7);
+        arg.set(tdreport, 64);
+        return 0;
+      },
+    });
+    const rd = new Uint8Array(64);
+    rd[0] = 7;
+    expect(Buffer.from(tdxReport0(n, rd)).equals(Buffer.from(tdreport))).toBe(true);
+    n.devices.set("/dev/tdx_guest", { ioctl: () => { throw new NativeError("ioctl", ERRNO.EIO); } });
+    expect(() => tdxReport0(n, rd)).toThrow(/GET_REPORT0 failed: EIO/);
+  });
+});
+
+describe("the broker loop and a final TEE failure", () => {
+  it("never asks the TEE again after a firmware error, even with time left", async () => {
+    const { startBroker } = await import("../../tools/dev-broker/server.js");
+    const { memoryStore } = await import("../../tools/dev-broker/store.js");
+    const { makeUnlock } = await import("../../src/cli/unlock.js");
+    const { runUnlockWith } = await import("../helpers/unlock-harness.js");
+    const { makeLuksImage } = await import("../helpers/luks.js");
+    const b = await startBroker({ store: memoryStore({ "a/b/c": "x-pass-x" }), policy: { allowTees: ["snp"], denyAll: false }, dev: false });
+    let asked = 0;
+    const provider = { tee: "snp", name: "fake SNP", evidence: async () => { asked++; throw new CvmError("TEE", "SNP guest request failed (EIO); no request is retried this boot", { final: true }); } };
+    const r = await runUnlockWith(makeUnlock({ provider: () => provider, broker: { sleep: async () => {} } }), { broker: { url: b.url, insecure_http: true }, deadline_s: 30, volumes: [{ name: "root", device: makeLuksImage("x-pass-x"), resource: "a/b/c" }], keyring: { keyring: "@s" } });
+    await b.close();
+    expect(r.error?.code).toBe("TEE");
+    expect(asked).toBe(1);
+    expect(r.attempts).toBe(1);
+  });
+});

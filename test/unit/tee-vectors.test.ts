@@ -161,3 +161,30 @@ describe("TDREPORT (tdx-06-tdreport-v1)", () => {
     expect(Object.keys(mine).length).toBe(Object.keys(side.parsed).length);
   });
 });
+
+describe("TDX field tables round-trip", () => {
+  it.each(QUOTE_VECTORS)("%s: header, body and QE report re-encode to the same bytes", async (id) => {
+    const { encode, reservedRanges } = await import("../../src/tee/layout.js");
+    const { QUOTE_HEADER, BODY_V10, BODY_V15, QE_REPORT } = await import("../../src/tee/tdx/layout.js");
+    const bin = vbytes(`tdx/${id}.bin`);
+    const q = parseQuote(bin);
+    const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
+    expect(same(encode(QUOTE_HEADER, q.header), bin.subarray(0, 48))).toBe(true);
+    const bodyOff = q.version === 5 ? 54 : 48;
+    const layoutOf = q.bodyType === 3 ? BODY_V15 : BODY_V10;
+    expect(same(encode(layoutOf, q.body), bin.subarray(bodyOff, bodyOff + layoutOf.size))).toBe(true);
+    // The QE report's reserved ranges are not zero in real quotes, so compare only the bytes the table covers.
+    const qe = new Uint8Array(q.qeReportRaw);
+    for (const [a, b] of reservedRanges(QE_REPORT)) qe.fill(0, a, b);
+    expect(same(encode(QE_REPORT, q.qeReport), qe)).toBe(true);
+  });
+  it("TDREPORT re-encodes its fields to the same bytes where the table covers them", async () => {
+    const { encode, reservedRanges } = await import("../../src/tee/layout.js");
+    const { TDREPORT } = await import("../../src/tee/tdx/layout.js");
+    const bin = vbytes("tdx/tdx-06-tdreport-v1.bin");
+    const enc = encode(TDREPORT, parseTdReport(bin));
+    const covered = new Uint8Array(bin);
+    for (const [a, b] of reservedRanges(TDREPORT)) covered.fill(0, a, b);
+    expect(Buffer.from(enc).equals(Buffer.from(covered))).toBe(true);
+  });
+});
