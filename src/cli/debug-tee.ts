@@ -41,7 +41,7 @@ export const debugEvidence: Runner = async (ctx) => {
     // No quote without configfs-tsm: show the local TDREPORT instead (not remote evidence).
     const rd = new Uint8Array(64);
     rd.set(nonce);
-    const report = tdxReport0(await ctx.native(), rd);
+    const report = await tdxReport0(await ctx.native(), rd);
     if (typeof ctx.flags.out === "string") writeFileSync(ctx.flags.out, report);
     return { status: "done", message: "TDX without configfs-tsm: local TDREPORT (not remote evidence; a quote needs Linux 6.7+ configfs-tsm)", data: { tee: "tdx", provider: "TDX_CMD_GET_REPORT0", fields: describeTdReport(parseTdReport(report)) } };
   }

@@ -232,9 +232,9 @@ describe("TDREPORT ioctl (debug only)", () => {
     });
     const rd = new Uint8Array(64);
     rd[0] = 7;
-    expect(Buffer.from(tdxReport0(n, rd)).equals(Buffer.from(tdreport))).toBe(true);
+    expect(Buffer.from(await tdxReport0(n, rd)).equals(Buffer.from(tdreport))).toBe(true);
     n.devices.set("/dev/tdx_guest", { ioctl: () => { throw new NativeError("ioctl", ERRNO.EIO); } });
-    expect(() => tdxReport0(n, rd)).toThrow(/GET_REPORT0 failed: EIO/);
+    await expect(tdxReport0(n, rd)).rejects.toThrow(/GET_REPORT0 failed: EIO/);
   });
 });
 

@@ -3,7 +3,8 @@
 // (VMPCK) after a failed guest request, so nothing is re-issued. Requests are spaced at least 2 s apart
 // (hosts throttle; Linux 6.1 locked the device when throttled).
 import { CvmError } from "../../errors.js";
-import { NativeError, O_FLAGS, type Native } from "../../native/types.js";
+import { NativeError, type Native } from "../../native/types.js";
+import { withDevice } from "../device.js";
 import { encode, parse } from "../layout.js";
 import { EXT_REPORT_REQ, GUEST_REQUEST, INVALID_LEN, MAX_CERTS_LEN, REPORT_RESP_HEADER, RESP_SIZE, SNP_GET_EXT_REPORT } from "./linuxabi.js";
 import { REPORT_SIZE } from "./layout.js";
@@ -21,13 +22,7 @@ export async function snpExtReport(native: Native, reportData: Uint8Array, vmpl:
   if (reportData.length !== 64) throw new CvmError("INTERNAL", "REPORT_DATA must be 64 bytes");
   const now = opts.now ?? (() => performance.now());
   const sleep = opts.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
-  let fd: number;
-  try {
-    fd = native.open(SEV_GUEST, O_FLAGS.RDWR | O_FLAGS.CLOEXEC);
-  } catch (e) {
-    throw new CvmError("TEE", `cannot open ${SEV_GUEST}: ${e instanceof NativeError ? e.errnoName : (e as Error).message}`);
-  }
-  try {
+  return withDevice(native, SEV_GUEST, async (fd) => {
     let certsLen = 2 * 4096;
     for (let round = 0; round < 2; round++) {
       const wait = lastRequest + MIN_SPACING_MS - now();
@@ -63,13 +58,7 @@ export async function snpExtReport(native: Native, reportData: Uint8Array, vmpl:
       return { report: resp.slice(0x20, 0x20 + REPORT_SIZE), certTable: certs };
     }
     throw new CvmError("TEE", "SNP extended report: certificate buffer still too small");
-  } finally {
-    try {
-      native.close(fd);
-    } catch {
-      /* nothing to do */
-    }
-  }
+  });
 }
 
 /** Test hook: forget the spacing clock. */

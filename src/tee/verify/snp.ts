@@ -6,7 +6,7 @@ import { hex } from "../layout.js";
 import { decodeTcb, SIGNED_SIZE, signatureP1363, signingKey, type Product, type SnpReport, type Tcb } from "../snp/layout.js";
 import { children, DerError, pemBlocks, readTlv, smallInt, text } from "./der.js";
 import { Verification, validAt } from "./result.js";
-import { AMD_CHAINS, ARK_SHA256 } from "./roots.js";
+import { AMD_ROOTS, ARK_SHA256 } from "./roots.js";
 import { buf, importKey, parseCertificate, sha256Hex, verifyCertSignature, type Certificate } from "./x509.js";
 
 const AMD = "1.3.6.1.4.1.3704.1";
@@ -92,9 +92,10 @@ export async function verifySnp(report: SnpReport, certs: SnpCerts, now: Date): 
   v.check(`${signer} subject`, ek.subjectCn === `SEV-${signer}`, "chain", `subject CN is ${JSON.stringify(ek.subjectCn)}`);
 
   // Chain: the given ASK/ARK or the embedded ones; the ARK must be the pinned one either way.
-  const embedded = AMD_CHAINS[product!]!;
-  const embeddedPem = signer === "VLEK" ? embedded.vlek : embedded.vcek;
-  const [eAsk, eArk] = embeddedPem ? pemBlocks(embeddedPem) : [];
+  const embedded = AMD_ROOTS[product!]!;
+  const eAskPem = signer === "VLEK" ? embedded.asvk : embedded.ask;
+  const eAsk = eAskPem ? pemBlocks(eAskPem)[0] : undefined;
+  const eArk = pemBlocks(embedded.ark)[0];
   let ask: Certificate, ark: Certificate;
   try {
     ask = parseCertificate(certs.ask ?? eAsk!);
