@@ -29,6 +29,29 @@ export const debugKeyring: Runner = async (ctx) => {
   return { status: "done", message: `key ${target.key} in ${target.keyring}: ${info.count} passphrase(s)`, data: { present: true, ...info } };
 };
 
+/** Exercises the plain syscalls through the native layer: getrandom, and open/write/read/close on /dev/null and /proc/self/stat. */
+function nativeRoundTrip(native: Awaited<ReturnType<Context["native"]>>): Record<string, unknown> {
+  if (native.kind !== "libc") return { skipped: "fake native layer" };
+  const rnd = new Uint8Array(16);
+  native.getrandom(rnd);
+  const nul = native.open("/dev/null", 1);
+  const wrote = native.write(nul, new Uint8Array([1, 2, 3]));
+  native.close(nul);
+  const fd = native.open("/proc/self/stat", 0);
+  const buf = new Uint8Array(64);
+  const n = native.read(fd, buf);
+  native.close(fd);
+  const pid = Number(new TextDecoder().decode(buf.subarray(0, n)).split(" ")[0]);
+  if (pid !== process.pid || wrote !== 3 || rnd.every((b) => b === 0)) throw new CvmError("INTERNAL", "native syscall round trip returned unexpected results");
+  let enoent = "";
+  try {
+    native.open("/nonexistent/cvm-unlock", 0);
+  } catch (e) {
+    enoent = (e as { errnoName?: string }).errnoName ?? "";
+  }
+  return { getrandom: 16, write: wrote, read_pid: pid, open_missing: enoent };
+}
+
 export const debugSelfcheck: Runner = async (ctx) => {
   const eff = ctx.flags.config !== undefined ? loadEffective(ctx) : undefined;
   const tee = detectTee();

@@ -121,6 +121,9 @@ describe("real kernel keyring (private session keyring)", () => {
     const r = runBin(["debug", "selfcheck", "--json"], { session: true });
     expect(r.status).toBe(0);
     expect(r.json).toMatchObject({ ok: true, native: "libc", keyring: { keyring: "@s", perm: "3f010000" } });
+    // open/read/write/close and getrandom through bun:ffi, and errno decoding
+    expect(r.json.syscalls).toMatchObject({ getrandom: 16, write: 3, open_missing: "ENOENT" });
+    expect(r.json.syscalls.read_pid).toBeGreaterThan(1);
   });
 
   it("reads back a key systemd-style: count and lengths only", () => {
