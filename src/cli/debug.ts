@@ -57,6 +57,7 @@ export const debugSelfcheck: Runner = async (ctx) => {
   const tee = detectTee();
   const target = keyringTarget({ ...ctx, flags: { keyring: "@s", ...ctx.flags } }, `cvm-unlock-selfcheck-${process.pid}`);
   const native = await ctx.native();
+  const syscalls = nativeRoundTrip(native);
   const secret = Secret.adopt(crypto.getRandomValues(new Uint8Array(24)).map((b) => 0x61 + (b % 26)));
   const t0 = performance.now();
   let same = false;
@@ -77,6 +78,7 @@ export const debugSelfcheck: Runner = async (ctx) => {
         tee: tee.kind,
         tee_interfaces: tee.interfaces,
         native: native.kind,
+        syscalls,
         keyring: { keyring: target.keyring, key: target.key, serial, perm: info?.perm, round_trip_ms: ms },
       },
     };
