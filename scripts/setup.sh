@@ -9,7 +9,7 @@ declare -A GROUP=(
   [base]="keyutils cryptsetup-bin openssl"
   [bench]="time clevis clevis-luks tang jose hyperfine socat curl jq"
   [tpm]="swtpm swtpm-tools tpm2-tools"
-  [boot]="dracut qemu-system-x86 ovmf systemd-boot-efi"
+  [boot]="dracut-core dracut-network qemu-system-x86 ovmf systemd systemd-boot-efi udev dbus kmod e2fsprogs busybox-static zstd binutils dosfstools mtools fdisk"
 )
 want=""
 for g in "${@:-base}"; do want="$want ${GROUP[$g]:?unknown group $g}"; done

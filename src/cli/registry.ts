@@ -71,7 +71,12 @@ export const COMMANDS: Command[] = [
   },
   notImplemented("debug luks", "vTPM tokens issue"),
   notImplemented("debug tpm", "vTPM tokens issue"),
-  notImplemented("debug last-failure", "boot-integration issue"),
+  {
+    name: "debug last-failure",
+    summary: "why the last boot step failed (from /run, a saved serial log or journal, or journalctl -b -1)",
+    flags: [{ name: "from", value: "FILE", help: "a serial console log or journal dump holding the failure line" }, RUN_DIR_FLAG, JSON_FLAG],
+    load: async () => (await import("./debug-failure.js")).debugLastFailure,
+  },
 ];
 
 export function findCommand(argv: readonly string[]): { command: Command; rest: string[] } | undefined {

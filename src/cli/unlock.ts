@@ -5,6 +5,7 @@ import type { Config, Effective, Volume } from "../config/config.js";
 import { CvmError } from "../errors.js";
 import { fetchResources, type BrokerDeps } from "../flow/broker.js";
 import { Deadline, waitFor } from "../flow/deadline.js";
+import { answerAskPassword } from "../keyring/askpass.js";
 import { handOff } from "../keyring/handoff.js";
 import { KbsClient } from "../kbs/client.js";
 import { fetchTransport, type Transport } from "../kbs/transport.js";
@@ -58,8 +59,14 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
     }
     try {
       await ctx.trace.run("check", () => Promise.all(needBroker.map((v, i) => checks[i]!.check(secrets.get(v.resource!)!))));
-      const serial = await ctx.trace.run("keyring", async () => handOff(await ctx.native(), config.keyring, orderedSecrets(needBroker, secrets)));
-      ctx.log.info("passphrases handed to systemd-cryptsetup", { keyring: config.keyring.keyring, key: config.keyring.key, serial });
+      let serial: number | undefined;
+      if (config.keyring.handoff === "ask-password") {
+        const volumes = needBroker.map((v) => ({ name: v.name, match: askIds(v, devices.get(v.name)!), passphrase: secrets.get(v.resource!)! }));
+        await ctx.trace.run("ask-password", () => answerAskPassword({ volumes, deadline, log: ctx.log }));
+      } else {
+        serial = await ctx.trace.run("keyring", async () => handOff(await ctx.native(), config.keyring, orderedSecrets(needBroker, secrets)));
+        ctx.log.info("passphrases handed to systemd-cryptsetup", { keyring: config.keyring.keyring, key: config.keyring.key, serial });
+      }
       return {
         status: "done",
         message: `unlocked ${needBroker.length} volume(s) through the broker: ${needBroker.map((v) => v.name).join(", ")}`,
@@ -69,6 +76,7 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
           tee: provider.tee,
           attempts: ctx.trace.attempts,
           timings_ms: ctx.trace.timings_ms,
+          handoff: config.keyring.handoff,
           keyring: { keyring: config.keyring.keyring, key: config.keyring.key, serial },
         },
       };
@@ -79,6 +87,12 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
 }
 
 export const unlock: Runner = makeUnlock();
+
+/** The names systemd-cryptsetup may use for a volume in its request Id: the device path and the UUID. */
+function askIds(v: Volume, path: string): string[] {
+  const m = /^UUID=(.+)$/.exec(v.device);
+  return m ? [path, `/dev/disk/by-uuid/${m[1]}`, m[1]!] : [path];
+}
 
 export function brokerOf(config: Config): string {
   if (!config.broker) throw new CvmError("CONFIG", "volumes name broker resources but there is no broker section");

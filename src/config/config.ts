@@ -18,7 +18,7 @@ export interface Config {
   tee: { allow_simulated: boolean; vmpl: number };
   deadline_s: number;
   volumes: Volume[];
-  keyring: { keyring: "@u" | "@s"; key: string; timeout_s: number };
+  keyring: { keyring: "@u" | "@s"; key: string; timeout_s: number; handoff: "keyring" | "ask-password" };
   on_failure: "poweroff" | "emergency";
   log_level: Level;
 }

@@ -83,6 +83,7 @@ export const CONFIG_SCHEMA: Spec = {
           keyring: { spec: { kind: "enum", values: ["@u", "@s"] }, default: "@u" },
           key: { spec: { kind: "string", expect: "a key description of 1-255 printable characters", check: isKeyName }, default: "cryptsetup" },
           timeout_s: { spec: { kind: "int", min: 1, max: 3600 }, default: 120 },
+          handoff: { spec: { kind: "enum", values: ["keyring", "ask-password"] }, default: "keyring" },
         },
       },
       default: {},

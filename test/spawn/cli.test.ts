@@ -140,3 +140,22 @@ describe("real kernel keyring (private session keyring)", () => {
     expect(r.json).toMatchObject({ status: "nothing-to-do", present: false });
   });
 });
+
+describe("debug last-failure", () => {
+  it("reads the record a failed unlock wrote, and the same line from a console log", () => {
+    const dir = tempDir();
+    const args = writeConfig(dir, { ...goodConfig, broker: { url: "http://127.0.0.1:9", insecure_http: true }, deadline_s: 1 });
+    const fail = runBin(["unlock", ...args]);
+    expect(fail.status).not.toBe(0);
+    let r = runBin(["debug", "last-failure", "--run-dir", join(dir, "run"), "--json"]);
+    expect(r.status).toBe(0);
+    expect(r.json).toMatchObject({ status: "done", record: { command: "unlock", exit: fail.status } });
+    const line = fail.stderr.split("\n").find((l) => l.startsWith("cvm-unlock: failure {"))!;
+    writeFileSync(join(dir, "serial.log"), `[   12.3] systemd[1]: Starting cvm-unlock...\n[   14.1] ${line}\n[   15.0] reboot: Power down\n`);
+    r = runBin(["debug", "last-failure", "--from", join(dir, "serial.log"), "--json"]);
+    expect(r.json.record).toEqual(JSON.parse(line.slice("cvm-unlock: failure ".length)));
+    r = runBin(["debug", "last-failure", "--run-dir", join(dir, "nothing-here"), "--json"]);
+    expect(r.status).toBe(0);
+    expect(r.json.status).toBe("nothing-to-do");
+  });
+});

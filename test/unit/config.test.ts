@@ -26,7 +26,7 @@ describe("config", () => {
   it("fills defaults", () => {
     const c = parseConfig(base(), "t.json");
     expect(c.deadline_s).toBe(300);
-    expect(c.keyring).toEqual({ keyring: "@u", key: "cryptsetup", timeout_s: 120 });
+    expect(c.keyring).toEqual({ keyring: "@u", key: "cryptsetup", timeout_s: 120, handoff: "keyring" });
     expect(c.tee.allow_simulated).toBe(false);
     expect(c.on_failure).toBe("poweroff");
     expect(c.broker?.insecure_http).toBe(false);

@@ -1,0 +1,64 @@
+#!/bin/bash
+# dracut module 90cvm-unlock: puts the cvm-unlock agent, its measured config and CA, and its unit into the
+# initramfs. The agent attests to the key broker and hands the LUKS passphrases to systemd-cryptsetup
+# through the kernel keyring before cryptsetup-pre.target.
+#
+# Inputs (environment, for packagers and tests): cvm_unlock_bin (default /usr/bin/cvm-unlock),
+# cvm_unlock_confdir (default /etc/cvm-unlock: config.json and the PEM files it names).
+
+cvm_unlock_bin() { echo "${cvm_unlock_bin:-/usr/bin/cvm-unlock}"; }
+cvm_unlock_confdir() { echo "${cvm_unlock_confdir:-/etc/cvm-unlock}"; }
+
+check() {
+    [[ -x $(cvm_unlock_bin) ]] || return 1
+    [[ -f $(cvm_unlock_confdir)/config.json ]] || return 1
+    return 0
+}
+
+depends() {
+    echo systemd crypt systemd-networkd
+    return 0
+}
+
+installkernel() {
+    instmods virtio_net virtio_pci
+}
+
+install() {
+    local bin conf json on_failure deadline
+    bin=$(cvm_unlock_bin)
+    conf=$(cvm_unlock_confdir)
+    # The binary carries its program after the ELF image: stripping it leaves a plain runtime that prints
+    # its own help and exits 0. Refuse to build such an image.
+    if [[ $do_strip == yes ]]; then
+        dfatal "cvm-unlock: dracut would strip /usr/bin/cvm-unlock and break it; build with --nostrip (the package sets do_strip=no in dracut.conf.d)"
+        return 1
+    fi
+    # Validate the config now, with the binary going into the image: a broken config fails the build, not the boot.
+    if ! json=$("$bin" debug config --config "$conf/config.json" --cmdline /dev/null --json); then
+        dfatal "cvm-unlock: $conf/config.json is invalid (see above)"
+        return 1
+    fi
+    inst_binary "$bin" /usr/bin/cvm-unlock
+    # The agent proves each passphrase with `cryptsetup open --test-passphrase` before handing it over.
+    inst_multiple cryptsetup
+    inst_simple "$conf/config.json" /etc/cvm-unlock/config.json
+    for f in "$conf"/*.pem; do [[ -f $f ]] && inst_simple "$f" "/etc/cvm-unlock/${f##*/}"; done
+    inst_simple "$moddir/cvm-unlock.service" "$systemdsystemunitdir/cvm-unlock.service"
+    $SYSTEMCTL -q --root "$initdir" enable cvm-unlock.service
+
+    # Timeout and failure handling follow the config (on_failure, deadline_s).
+    on_failure=$(sed -n 's/.*"on_failure":"\([a-z]*\)".*/\1/p' <<< "$json")
+    deadline=$(sed -n 's/.*"deadline_s":\([0-9]*\).*/\1/p' <<< "$json")
+    mkdir -p "$initdir/$systemdsystemunitdir/cvm-unlock.service.d"
+    {
+        echo "[Service]"
+        echo "TimeoutStartSec=$((deadline + 30))"
+        [[ $on_failure == poweroff ]] && echo "FailureAction=poweroff-force"
+    } > "$initdir/$systemdsystemunitdir/cvm-unlock.service.d/50-config.conf"
+    if [[ $on_failure == poweroff ]]; then
+        # Production: no shell for the host to open, any failure powers the VM off.
+        mkdir -p "$initdir/etc/cmdline.d"
+        echo "rd.shell=0 rd.emergency=poweroff" > "$initdir/etc/cmdline.d/90cvm-unlock.conf"
+    fi
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The install layout for distro packagers, and a .deb made from it.
+#   scripts/package.sh install DESTDIR   lay out the files under DESTDIR
+#   scripts/package.sh deb [OUTDIR]      build dist/cvm-unlock_<version>_amd64.deb (dpkg-deb)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+version=$(node -p 'require("./package.json").version')
+
+install_tree() {
+    local d=$1
+    [ -x dist/cvm-unlock ] || { echo "package: dist/cvm-unlock is missing (npm run build)" >&2; exit 1; }
+    install -D -m 0755 dist/cvm-unlock "$d/usr/bin/cvm-unlock"
+    install -D -m 0755 dracut-module/90cvm-unlock/module-setup.sh "$d/usr/lib/dracut/modules.d/90cvm-unlock/module-setup.sh"
+    install -D -m 0644 systemd/cvm-unlock.service "$d/usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock.service"
+    install -D -m 0644 systemd/dracut.conf "$d/usr/lib/dracut/dracut.conf.d/90-cvm-unlock.conf"
+    install -D -m 0644 systemd/config.sample.json "$d/usr/share/doc/cvm-unlock/config.sample.json"
+    install -D -m 0644 README.md "$d/usr/share/doc/cvm-unlock/README.md"
+}
+
+case "${1:-}" in
+    install) install_tree "${2:?DESTDIR}" ;;
+    deb)
+        out=${2:-dist}
+        root=$(mktemp -d)
+        trap 'rm -rf "$root"' EXIT
+        install_tree "$root"
+        mkdir -p "$root/DEBIAN"
+        cat > "$root/DEBIAN/control" <<CONTROL
+Package: cvm-unlock
+Version: $version
+Architecture: amd64
+Maintainer: cvm-unlock developers <cvm-unlock@localhost>
+Depends: libc6, dracut-core, dracut-network, cryptsetup-bin, systemd
+Section: admin
+Priority: optional
+Description: unlock confidential VM disks at boot by remote attestation
+ A dracut module and agent that attests a confidential VM (AMD SEV-SNP, Intel TDX) to a Trustee key
+ broker and hands the LUKS passphrases to systemd-cryptsetup through the kernel keyring.
+CONTROL
+        mkdir -p "$out"
+        dpkg-deb --root-owner-group -Zxz -z1 --build "$root" "$out/cvm-unlock_${version}_amd64.deb" >&2
+        echo "$out/cvm-unlock_${version}_amd64.deb"
+        ;;
+    *) echo "usage: $0 install DESTDIR | deb [OUTDIR]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,123 @@
+# Shared pieces of the whole-boot tests: scratch + cleanup by PID, kernel, root image, dracut, QEMU.
+# Sourced by test/e2e/boot.sh. Facts behind the choices: ../shared/reference/vm-boot-harness.md.
+
+log() { printf '[e2e %s] %s\n' "$(date +%T)" "$*" >&2; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [ "${E2E_KEEP:-0}" = 1 ]; then log "scratch kept: $S"; else rm -rf "$S"; fi
+}
+
+free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+
+# The Debian cloud kernel, unpacked (nothing goes to /boot), trimmed to the modules the q35 VM needs.
+# Cached across runs in $E2E_CACHE: the download and depmod cost ~5 s.
+prepare_kernel() {
+    local cache=${E2E_CACHE:-/var/cache/cvm-unlock-e2e} pkg
+    pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+    [ -n "$pkg" ] || { log "no linux-image-cloud-amd64 in the apt lists"; return 1; }
+    KROOT="$cache/$pkg"
+    if [ ! -f "$KROOT/.ready" ]; then
+        rm -rf "$KROOT" && mkdir -p "$KROOT/deb" && chmod 755 "$cache" "$KROOT" "$KROOT/deb"
+        (cd "$KROOT/deb" && apt-get download -q "$pkg" >&2)
+        dpkg-deb -x "$KROOT"/deb/*.deb "$KROOT"
+        rm -rf "$KROOT/deb"
+        KVER=$(ls "$KROOT/lib/modules")
+        # virtio, dm-crypt and the crypto it uses; ext4, TPM, af_packet and ipv6 are built in.
+        (cd "$KROOT/lib/modules/$KVER" && find kernel -name '*.ko*' \
+            | grep -v -E '^kernel/(drivers/virtio/|drivers/block/virtio_blk|drivers/net/(virtio_net|net_failover)|net/core/failover|drivers/md/|crypto/|arch/x86/crypto/|lib/)' \
+            | xargs rm -f)
+        depmod -b "$KROOT" "$KVER"
+        touch "$KROOT/.ready"
+    fi
+    KVER=$(ls "$KROOT/lib/modules")
+    VMLINUZ="$KROOT/boot/vmlinuz-$KVER"
+}
+
+# A busybox root whose /sbin/init prints the marker and powers off; encrypted in place (no dm needed).
+make_root_image() {
+    local img=$1 pass=$2 r="$S/rootfs"
+    mkdir -p "$r"/{bin,sbin,etc,proc,sys,dev,run,tmp}
+    cp /bin/busybox "$r/bin/busybox"
+    for a in sh mount echo cat grep head sync poweroff; do ln -sf busybox "$r/bin/$a"; done
+    printf 'NAME=cvm-unlock-e2e\nID=cvm-unlock-e2e\n' > "$r/etc/os-release"
+    cat > "$r/sbin/init" <<'INIT'
+#!/bin/sh
+[ -e /proc/uptime ] || mount -t proc proc /proc
+read up _ </proc/uptime
+echo "CVM-UNLOCK-E2E: root mounted at uptime ${up}s, root=$(grep ' / ' /proc/mounts | head -n1)" >/dev/console
+sync
+poweroff -f
+INIT
+    chmod 755 "$r/sbin/init"
+    truncate -s 64M "$img"
+    mkfs.ext4 -q -F -L cvmroot -d "$r" "$img" 48M
+    printf %s "$pass" | cryptsetup reencrypt --encrypt --type luks2 --reduce-device-size 16M \
+        --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file=- --batch-mode "$img" >&2
+    cryptsetup luksUUID "$img"
+}
+
+# dracut from a private copy of the module tree (the host's /usr/lib/dracut is never touched), with the
+# project's module taken from the unpacked .deb. Extra arguments go to dracut (e.g. --uefi …).
+build_image() {
+    local out=$1; shift
+    DRACUT_DIR="$S/dracut"
+    if [ ! -d "$DRACUT_DIR" ]; then
+        cp -a /usr/lib/dracut "$DRACUT_DIR"
+        cp -a "$PKGROOT/usr/lib/dracut/modules.d/90cvm-unlock" "$DRACUT_DIR/modules.d/"
+        mkdir -p "$S/empty.conf.d"
+    fi
+    dracutbasedir="$DRACUT_DIR" cvm_unlock_bin="$PKGROOT/usr/bin/cvm-unlock" cvm_unlock_confdir="$CONFDIR" \
+    dracut --conf /dev/null --confdir "$S/empty.conf.d" --tmpdir "$S" --force --quiet \
+        --no-hostonly --no-hostonly-cmdline --no-early-microcode --nostrip --compress zstd \
+        --kver "$KVER" --kmoddir "$KROOT/lib/modules/$KVER" \
+        -m "systemd systemd-initrd dracut-systemd systemd-networkd crypt kernel-modules rootfs-block udev-rules base fs-lib cvm-unlock" \
+        --add-drivers "virtio_pci virtio_blk virtio_net dm_crypt" \
+        "$@" "$out" >&2
+}
+
+# The agent inside the image must be byte-identical to the build and still run (an unstripped binary).
+check_image_binary() {
+    local img=$1 x="$S/from-image"
+    lsinitrd "$img" -f usr/bin/cvm-unlock > "$x" 2>/dev/null
+    cmp -s "$x" "$PKGROOT/usr/bin/cvm-unlock" || { log "the binary in $img differs from the build"; return 1; }
+    chmod +x "$x" && "$x" --version | grep -q '^cvm-unlock ' || { log "the binary in $img does not run --version"; return 1; }
+}
+
+make_esp() {
+    local uki=$1 esp=$2 mb
+    mb=$(( $(stat -c %s "$uki") / 1048576 + 16 ))
+    rm -f "$S/esp.fat"
+    mkfs.vfat -n ESP -C "$S/esp.fat" $((mb * 1024)) >/dev/null
+    mmd -i "$S/esp.fat" ::/EFI ::/EFI/BOOT
+    mcopy -i "$S/esp.fat" "$uki" ::/EFI/BOOT/BOOTX64.EFI
+    rm -f "$esp" && truncate -s $(((mb + 2) * 1048576)) "$esp"
+    printf 'label: gpt\nstart=2048, size=%d, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=ESP\n' $((mb * 2048)) | sfdisk -q "$esp"
+    dd if="$S/esp.fat" of="$esp" bs=1M seek=1 conv=notrunc status=none
+}
+
+# Boots QEMU (TCG) and waits until the guest powers off or the timeout; sets QEMU_RC and BOOT_SECS.
+# $1: seabios|ovmf, $2: serial log; the rest: the boot media arguments.
+run_qemu() {
+    local fw=$1 serial=$2; shift 2
+    local args=(-machine q35,accel=tcg -cpu max -smp 2 -m "${E2E_MEM:-1024}" -nographic -nodefaults -serial stdio
+        -monitor none -no-reboot -netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile=
+        -drive "file=$ROOT_IMG,if=none,id=root,format=raw" -device virtio-blk-pci,drive=root)
+    if [ -n "${TPM_SOCK:-}" ]; then
+        args+=(-chardev "socket,id=chrtpm,path=$TPM_SOCK" -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0)
+    fi
+    if [ "$fw" = ovmf ]; then
+        cp /usr/share/OVMF/OVMF_VARS_4M.fd "$S/ovmf-vars.fd"
+        args+=(-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd -drive "if=pflash,format=raw,unit=1,file=$S/ovmf-vars.fd")
+    fi
+    local t0; t0=$(now)
+    timeout "${E2E_BOOT_TIMEOUT:-300}" qemu-system-x86_64 "${args[@]}" "$@" </dev/null >"$serial" 2>"$serial.err" &
+    local qpid=$!
+    PIDS+=("$qpid")
+    wait "$qpid" && QEMU_RC=0 || QEMU_RC=$?
+    BOOT_SECS=$(since "$t0")
+}
