@@ -12,6 +12,7 @@ install_tree() {
     install -D -m 0755 dist/cvm-unlock "$d/usr/bin/cvm-unlock"
     install -D -m 0755 dracut-module/90cvm-unlock/module-setup.sh "$d/usr/lib/dracut/modules.d/90cvm-unlock/module-setup.sh"
     install -D -m 0644 systemd/cvm-unlock.service "$d/usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock.service"
+    install -D -m 0644 systemd/cvm-unlock-askpass.service "$d/usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock-askpass.service"
     install -D -m 0644 systemd/dracut.conf "$d/usr/lib/dracut/dracut.conf.d/90-cvm-unlock.conf"
     install -D -m 0644 systemd/config.sample.json "$d/usr/share/doc/cvm-unlock/config.sample.json"
     install -D -m 0644 README.md "$d/usr/share/doc/cvm-unlock/README.md"

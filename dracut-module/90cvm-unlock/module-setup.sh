@@ -25,7 +25,7 @@ installkernel() {
 }
 
 install() {
-    local bin conf json on_failure deadline
+    local bin conf json on_failure deadline unit=cvm-unlock.service
     bin=$(cvm_unlock_bin)
     conf=$(cvm_unlock_confdir)
     # The binary carries its program after the ELF image: stripping it leaves a plain runtime that prints
@@ -44,18 +44,24 @@ install() {
     inst_multiple cryptsetup
     inst_simple "$conf/config.json" /etc/cvm-unlock/config.json
     for f in "$conf"/*.pem; do [[ -f $f ]] && inst_simple "$f" "/etc/cvm-unlock/${f##*/}"; done
-    inst_simple "$moddir/cvm-unlock.service" "$systemdsystemunitdir/cvm-unlock.service"
-    $SYSTEMCTL -q --root "$initdir" enable cvm-unlock.service
+    # keyring.handoff = ask-password: answer systemd-cryptsetup's requests instead (needs systemd-reply-password).
+    if [[ $json == *'"handoff":"ask-password"'* ]]; then
+        inst_multiple "$systemdutildir/systemd-reply-password"
+        inst_simple "$moddir/cvm-unlock-askpass.service" "$systemdsystemunitdir/cvm-unlock.service"
+    else
+        inst_simple "$moddir/cvm-unlock.service" "$systemdsystemunitdir/cvm-unlock.service"
+    fi
+    $SYSTEMCTL -q --root "$initdir" enable "$unit"
 
     # Timeout and failure handling follow the config (on_failure, deadline_s).
     on_failure=$(sed -n 's/.*"on_failure":"\([a-z]*\)".*/\1/p' <<< "$json")
     deadline=$(sed -n 's/.*"deadline_s":\([0-9]*\).*/\1/p' <<< "$json")
-    mkdir -p "$initdir/$systemdsystemunitdir/cvm-unlock.service.d"
+    mkdir -p "$initdir/$systemdsystemunitdir/$unit.d"
     {
         echo "[Service]"
         echo "TimeoutStartSec=$((deadline + 30))"
         [[ $on_failure == poweroff ]] && echo "FailureAction=poweroff-force"
-    } > "$initdir/$systemdsystemunitdir/cvm-unlock.service.d/50-config.conf"
+    } > "$initdir/$systemdsystemunitdir/$unit.d/50-config.conf"
     if [[ $on_failure == poweroff ]]; then
         # Production: no shell for the host to open, any failure powers the VM off.
         mkdir -p "$initdir/etc/cmdline.d"
