@@ -13,6 +13,8 @@ import { parseCertTable, parseReport } from "../../src/tee/snp/layout.js";
 import { parseQuote, parseTdReport } from "../../src/tee/tdx/layout.js";
 import { DerError } from "../../src/tee/verify/der.js";
 import { parseCertificate } from "../../src/tee/verify/x509.js";
+import { luksModel, parseLuks2 } from "../../src/luks/header.js";
+import { headerBytes } from "../helpers/fixtures.js";
 import { vbytes, vjson } from "../helpers/vectors.js";
 
 const typed = (allowed: (new (...a: any[]) => Error)[]) => (fn: () => unknown) => {
@@ -51,13 +53,15 @@ const certTable = (() => {
   return b;
 })();
 const snpJson = vjson("snp/snp-02-genoa-v3.trustee-evidence.json");
+const luks = headerBytes("systemd-tpm2").slice(0, 2 * 16384);
+const luksJson = JSON.parse(new TextDecoder().decode(luks.subarray(4096, 16384)).replace(/\0+$/, ""));
 
 export const PROPERTIES: { name: string; share: number; prop: fc.IProperty<any> }[] = [
-  { name: "SNP report parser", share: 0.15, prop: fc.property(mutated(snp), (b) => layoutOnly(() => parseReport(b))) },
+  { name: "SNP report parser", share: 0.1, prop: fc.property(mutated(snp), (b) => layoutOnly(() => parseReport(b))) },
   { name: "SNP certificate table parser", share: 0.1, prop: fc.property(mutated(certTable), (b) => layoutOnly(() => parseCertTable(b))) },
   { name: "TDX quote parser", share: 0.15, prop: fc.property(mutated(quote), (b) => layoutOnly(() => parseQuote(b))) },
   { name: "TDREPORT parser", share: 0.05, prop: fc.property(mutated(tdreport), (b) => layoutOnly(() => parseTdReport(b))) },
-  { name: "X.509/DER parser", share: 0.15, prop: fc.property(mutated(vcek), (b) => derOnly(() => parseCertificate(b))) },
+  { name: "X.509/DER parser", share: 0.1, prop: fc.property(mutated(vcek), (b) => derOnly(() => parseCertificate(b))) },
   { name: "evidence kind detection", share: 0.05, prop: fc.property(fc.oneof(mutated(snp), mutated(quote), fc.string().map((s) => new TextEncoder().encode(s))), (b) => void detectKind(b)) },
   {
     name: "Trustee snp evidence JSON",
@@ -66,6 +70,12 @@ export const PROPERTIES: { name: string; share: number; prop: fc.IProperty<any> 
   },
   { name: "JWE shape parser", share: 0.1, prop: fc.property(fc.oneof(fc.jsonValue(), fc.record({ protected: fc.base64String(), encrypted_key: fc.string(), iv: fc.string(), ciphertext: fc.string(), tag: fc.string() })), (j) => cvmOnly(() => parseJwe(j))) },
   { name: "config validator", share: 0.1, prop: fc.property(fc.jsonValue(), (j) => cvmOnly(() => parseConfig(j, "fuzz"))) },
+  { name: "LUKS2 binary header", share: 0.05, prop: fc.property(mutated(luks, luks.length), (b) => cvmOnly(() => parseLuks2(b))) },
+  {
+    name: "LUKS2 JSON metadata model",
+    share: 0.05,
+    prop: fc.property(fc.oneof(fc.jsonValue(), fc.constantFrom("keyslots", "tokens", "segments", "digests").chain((k) => fc.jsonValue().map((v) => ({ ...luksJson, [k]: v })))), (j) => cvmOnly(() => luksModel(j))),
+  },
   { name: "u64-safe JSON parser", share: 0.05, prop: fc.property(fc.string(), (s) => typed([SyntaxError])(() => parseJsonBig(s))) },
 ];
 
