@@ -4,6 +4,9 @@
 import type { Config, Effective, Volume } from "../config/config.js";
 import { CvmError } from "../errors.js";
 import { fetchResources, type BrokerDeps } from "../flow/broker.js";
+import { planVolumes } from "../flow/plan.js";
+import { Tpm } from "../tpm/commands.js";
+import { openTpm } from "../tpm/transport.js";
 import { Deadline, waitFor } from "../flow/deadline.js";
 import { answerAskPassword } from "../keyring/askpass.js";
 import { handOff } from "../keyring/handoff.js";
@@ -20,6 +23,8 @@ import { checkEnvironment, loadEffective } from "./common.js";
 export interface UnlockDeps {
   transport?: (eff: Effective) => Transport;
   provider?: (eff: Effective, ctx: Context) => EvidenceProvider;
+  /** The TPM for the token check (tests: swtpm); default opens config.tpm.device, undefined if absent. */
+  tpm?: (device: string, ctx: Context) => Promise<Tpm | undefined>;
   /** Overrides for the attempt loop (tests shorten the backoff). */
   broker?: Pick<BrokerDeps, "sleep" | "random" | "routeReady">;
 }
@@ -36,11 +41,21 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
     const config = eff.config;
     if (eff.disabled) return { status: "disabled", message: "disabled by rd.cvm_unlock=0 on the kernel command line" };
     const deadline = new Deadline(config.deadline_s);
-    const needBroker = config.volumes.filter((v) => v.resource !== undefined);
+    const withResource = config.volumes.filter((v) => v.resource !== undefined);
     const skipped = config.volumes.filter((v) => v.resource === undefined).map((v) => ({ name: v.name, reason: "no broker resource configured" }));
-    if (needBroker.length === 0) return { status: "nothing-to-do", message: "nothing to do: no volume needs the broker", data: { volumes: [], skipped } };
+    if (withResource.length === 0) return { status: "nothing-to-do", message: "nothing to do: no volume needs the broker", data: { volumes: [], skipped } };
 
-    const devices = await ctx.trace.run("devices", () => waitForDevices(needBroker, deadline, ctx));
+    const devices = await ctx.trace.run("devices", () => waitForDevices(withResource, deadline, ctx));
+    // A volume whose systemd-tpm2 token will unseal with the current PCRs needs nothing from the broker.
+    let tpm: Tpm | undefined;
+    const plans = await ctx.trace
+      .run("plan", () => planVolumes(withResource.map((v) => ({ volume: v, path: devices.get(v.name)! })), { tpm: async () => (tpm = await (deps.tpm ?? openTpmQuietly)(config.tpm.device, ctx)), log: ctx.log }))
+      .finally(() => tpm?.transport.close());
+    for (const p of plans) if (p.skip) skipped.push({ name: p.volume.name, reason: p.skip });
+    const needBroker = plans.filter((p) => !p.skip).map((p) => p.volume);
+    if (needBroker.length === 0) {
+      return { status: "nothing-to-do", message: `nothing to do: ${plans.map((p) => `${p.volume.name} unlocks from its vTPM token`).join("; ")}`, data: { volumes: [], skipped, timings_ms: ctx.trace.timings_ms } };
+    }
     const provider = deps.provider ? deps.provider(eff, ctx) : chooseProvider({ allowSimulated: config.tee.allow_simulated, vmpl: config.tee.vmpl, log: ctx.log, native: ctx.native });
     const transport = deps.transport ? deps.transport(eff) : brokerTransport(eff, ctx);
     const broker = brokerOf(config);
@@ -87,6 +102,16 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
 }
 
 export const unlock: Runner = makeUnlock();
+
+/** The TPM named in the config, or undefined (logged) when there is none: tokens cannot be checked then. */
+async function openTpmQuietly(device: string, ctx: Context): Promise<Tpm | undefined> {
+  try {
+    return new Tpm(await openTpm(device, ctx.native));
+  } catch (e) {
+    ctx.log.info("no TPM to check systemd-tpm2 tokens against", { device, error: (e as Error).message });
+    return undefined;
+  }
+}
 
 /** The names systemd-cryptsetup may use for a volume in its request Id: the device path and the UUID. */
 function askIds(v: Volume, path: string): string[] {

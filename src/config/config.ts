@@ -19,6 +19,7 @@ export interface Config {
   deadline_s: number;
   volumes: Volume[];
   keyring: { keyring: "@u" | "@s"; key: string; timeout_s: number; handoff: "keyring" | "ask-password" };
+  tpm: { device: string };
   on_failure: "poweroff" | "emergency";
   log_level: Level;
 }

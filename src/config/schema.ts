@@ -88,6 +88,15 @@ export const CONFIG_SCHEMA: Spec = {
       },
       default: {},
     },
+    tpm: {
+      spec: {
+        kind: "object",
+        fields: {
+          device: { spec: { kind: "string", expect: "a TPM device path (/dev/tpmrm0) or swtpm:host=H,port=P", check: (s) => /^\/dev\/[\w./-]+$|^swtpm:host=[^,]+,port=\d{1,5}$/.test(s) }, default: "/dev/tpmrm0" },
+        },
+      },
+      default: {},
+    },
     on_failure: { spec: { kind: "enum", values: ["poweroff", "emergency"] }, default: "poweroff" },
     log_level: { spec: { kind: "enum", values: LOG_LEVELS }, default: "info" },
   },

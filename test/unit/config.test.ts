@@ -29,6 +29,7 @@ describe("config", () => {
     expect(c.keyring).toEqual({ keyring: "@u", key: "cryptsetup", timeout_s: 120, handoff: "keyring" });
     expect(c.tee.allow_simulated).toBe(false);
     expect(c.on_failure).toBe("poweroff");
+    expect(c.tpm).toEqual({ device: "/dev/tpmrm0" });
     expect(c.broker?.insecure_http).toBe(false);
   });
 

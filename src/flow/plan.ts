@@ -1,0 +1,72 @@
+// Which volumes need the broker. A volume is skipped ("nothing to do") only when one of its systemd-tpm2
+// tokens will unseal: its tpm2-policy-hash equals the policy digest of the *current* PCR values. A token
+// whose PCRs changed (an update) is stale: the volume goes to the broker, and the log says so.
+import type { Volume } from "../config/config.js";
+import { CvmError } from "../errors.js";
+import type { Logger } from "../log/logger.js";
+import { readLuksHeaderFile, type Token } from "../luks/header.js";
+import type { Tpm } from "../tpm/commands.js";
+import { tokenPolicyDigest } from "../tpm/policy.js";
+
+export interface TokenCheck {
+  token: string;
+  keyslot: string;
+  state: "will-unseal" | "stale" | "pin-required" | "unsupported" | "no-tpm";
+  detail: string;
+}
+
+export interface VolumePlan {
+  volume: Volume;
+  path: string;
+  tokens: TokenCheck[];
+  /** Set when the volume needs nothing from the agent. */
+  skip?: string;
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+/** Checks one systemd-tpm2 token against the TPM's current PCRs. */
+export async function checkTpm2Token(t: Token, tpm: Tpm | undefined): Promise<TokenCheck> {
+  const j = t.json;
+  const base = { token: t.id, keyslot: t.keyslots[0] ?? "" };
+  const pcrs = j["tpm2-pcrs"], bank = typeof j["tpm2-pcr-bank"] === "string" ? (j["tpm2-pcr-bank"] as string).toLowerCase() : "sha256";
+  const want = j["tpm2-policy-hash"];
+  if (!Array.isArray(pcrs) || !pcrs.every((p) => Number.isInteger(p) && p >= 0 && p < 24) || typeof want !== "string" || !/^[0-9a-f]{64}$/i.test(want)) {
+    return { ...base, state: "unsupported", detail: "token lacks tpm2-pcrs or a sha256 tpm2-policy-hash" };
+  }
+  if (j.tpm2_pubkey_pcrs !== undefined && Array.isArray(j.tpm2_pubkey_pcrs) && j.tpm2_pubkey_pcrs.length > 0) return { ...base, state: "unsupported", detail: "signed PCR policy (tpm2_pubkey) is not checked" };
+  if (!tpm) return { ...base, state: "no-tpm", detail: "no TPM to check against" };
+  const values = pcrs.length > 0 ? await tpm.pcrRead(bank, pcrs as number[]) : new Map<number, Uint8Array>();
+  const pin = j["tpm2-pin"] === true;
+  const got = hex(tokenPolicyDigest(bank, values, pin));
+  if (got !== want.toLowerCase()) return { ...base, state: "stale", detail: `policy for the current PCRs ${bank}:${(pcrs as number[]).join(",")} is ${got.slice(0, 16)}…, the token was sealed to ${want.slice(0, 16)}…` };
+  if (pin) return { ...base, state: "pin-required", detail: "policy matches, but the token needs a PIN (unattended boot cannot enter it)" };
+  return { ...base, state: "will-unseal", detail: `policy matches the current PCRs ${bank}:${(pcrs as number[]).join(",")}` };
+}
+
+export async function planVolumes(volumes: { volume: Volume; path: string }[], opts: { tpm: () => Promise<Tpm | undefined>; log: Logger }): Promise<VolumePlan[]> {
+  let tpm: Tpm | undefined | null = null;
+  const plans: VolumePlan[] = [];
+  for (const { volume, path } of volumes) {
+    let tokens: Token[];
+    try {
+      tokens = (await readLuksHeaderFile(path)).tokens.filter((t) => t.type === "systemd-tpm2");
+    } catch (e) {
+      if (e instanceof CvmError) throw new CvmError("LUKS", `volume ${volume.name}: ${e.message}`, { volume: volume.name });
+      throw e;
+    }
+    const checks: TokenCheck[] = [];
+    for (const t of tokens) {
+      if (tpm === null) tpm = await opts.tpm();
+      checks.push(await checkTpm2Token(t, tpm));
+    }
+    const good = checks.find((c) => c.state === "will-unseal");
+    const plan: VolumePlan = { volume, path, tokens: checks };
+    if (good) plan.skip = `systemd-tpm2 token ${good.token} will unseal (${good.detail})`;
+    for (const c of checks.filter((x) => x.state !== "will-unseal")) {
+      opts.log.warn(`volume ${volume.name}: systemd-tpm2 token ${c.token} is ${c.state === "stale" ? "stale (PCRs changed since it was sealed)" : c.state}: ${c.detail}`, { volume: volume.name });
+    }
+    plans.push(plan);
+  }
+  return plans;
+}

@@ -1,0 +1,111 @@
+// TPM 2.0 commands this agent sends, over any transport. Errors come back as TpmError with the decoded
+// response code. Transient handles loaded here are always flushed by the caller's `finally`.
+import { CvmError } from "../errors.js";
+import { decode, encode, pcrMask, pcrsOf, Reader, TYPES, Writer, type PcrSelection } from "./marshal.js";
+import { decodeRc, describeRc } from "./rc.js";
+import type { TpmTransport } from "./transport.js";
+
+export const CC = {
+  Startup: 0x144, GetCapability: 0x17a, GetRandom: 0x17b, PCR_Read: 0x17e, PCR_Extend: 0x182, FlushContext: 0x165,
+  CreatePrimary: 0x131, Create: 0x153, Load: 0x157, Import: 0x156, Unseal: 0x15e, StartAuthSession: 0x176,
+  PolicyPCR: 0x17f, PolicyAuthValue: 0x16b, PolicyGetDigest: 0x189, ReadPublic: 0x173,
+} as const;
+export const ST = { NO_SESSIONS: 0x8001, SESSIONS: 0x8002 } as const;
+export const RH = { OWNER: 0x40000001, NULL: 0x40000007, PW: 0x40000009 } as const;
+export const CAP = { HANDLES: 1, PCRS: 5, TPM_PROPERTIES: 6 } as const;
+export const BANKS: Record<string, number> = { sha1: 0x0004, sha256: 0x000b, sha384: 0x000c, sha512: 0x000d };
+export const bankName = (alg: number): string => Object.entries(BANKS).find(([, a]) => a === alg)?.[0] ?? `0x${alg.toString(16)}`;
+
+export class TpmError extends CvmError {
+  constructor(
+    readonly command: string,
+    readonly rc: number,
+  ) {
+    super("TPM", `${command}: ${describeRc(rc)}`, { rc, tpm_rc: decodeRc(rc).name });
+    this.name = "TpmError";
+  }
+}
+
+export class Tpm {
+  constructor(readonly transport: TpmTransport) {}
+
+  /** Sends one command; returns the response after the header (handles, parameters). */
+  async call(name: keyof typeof CC, handles: number[], params: Uint8Array, auth?: Uint8Array): Promise<Reader> {
+    const w = new Writer();
+    const bodyLen = 4 * handles.length + (auth ? 4 + auth.length : 0) + params.length;
+    w.u16(auth ? ST.SESSIONS : ST.NO_SESSIONS).u32(10 + bodyLen).u32(CC[name]);
+    handles.forEach((h) => w.u32(h));
+    if (auth) w.u32(auth.length).raw(auth);
+    w.raw(params);
+    const rsp = await this.transport.send(w.bytes());
+    const r = new Reader(rsp);
+    const tag = r.u16(), size = r.u32(), rc = r.u32();
+    if (size !== rsp.length) throw new CvmError("TPM", `${name}: response size ${size} but ${rsp.length} bytes received`);
+    if (rc !== 0) throw new TpmError(name, rc);
+    if (tag !== (auth ? ST.SESSIONS : ST.NO_SESSIONS) && tag !== ST.NO_SESSIONS) throw new CvmError("TPM", `${name}: unexpected response tag 0x${tag.toString(16)}`);
+    return r;
+  }
+
+  /** TPM2_Startup(SU_CLEAR); "already started" is fine. */
+  async startup(): Promise<void> {
+    try {
+      await this.call("Startup", [], Uint8Array.of(0, 0));
+    } catch (e) {
+      if (!(e instanceof TpmError && e.rc === 0x100)) throw e;
+    }
+  }
+
+  async getRandom(n: number): Promise<Uint8Array> {
+    const r = await this.call("GetRandom", [], new Writer().u16(n).bytes());
+    return TYPES.TPM2B_DIGEST.dec(r);
+  }
+
+  /** PCR banks the TPM has, with the PCRs allocated in each. */
+  async pcrBanks(): Promise<{ bank: string; pcrs: number[] }[]> {
+    const r = await this.call("GetCapability", [], new Writer().u32(CAP.PCRS).u32(0).u32(1).bytes());
+    r.u8(); // moreData
+    if (r.u32() !== CAP.PCRS) throw new CvmError("TPM", "GetCapability(PCRS): wrong capability in the answer");
+    return TYPES.TPML_PCR_SELECTION.dec(r).map((s) => ({ bank: bankName(s.hash), pcrs: pcrsOf(s.pcrSelect) }));
+  }
+
+  /** Reads PCRs of one bank (the TPM returns at most 8 per call; asks again for the rest). */
+  async pcrRead(bank: string, pcrs: readonly number[]): Promise<Map<number, Uint8Array>> {
+    const alg = BANKS[bank];
+    if (alg === undefined) throw new CvmError("TPM", `unknown PCR bank ${bank}`);
+    const out = new Map<number, Uint8Array>();
+    let todo = [...new Set(pcrs)].sort((a, b) => a - b);
+    for (let round = 0; todo.length > 0 && round < 8; round++) {
+      const sel: PcrSelection[] = [{ hash: alg, pcrSelect: pcrMask(todo) }];
+      const r = await this.call("PCR_Read", [], encode(TYPES.TPML_PCR_SELECTION, sel));
+      r.u32(); // pcrUpdateCounter
+      const got = TYPES.TPML_PCR_SELECTION.dec(r);
+      const digests = TYPES.TPML_DIGEST.dec(r);
+      const idx = got.filter((s) => s.hash === alg).flatMap((s) => pcrsOf(s.pcrSelect));
+      if (idx.length !== digests.length) throw new CvmError("TPM", "PCR_Read: selection and digest counts differ");
+      if (idx.length === 0) throw new CvmError("TPM", `PCR_Read: bank ${bank} has none of PCRs ${todo.join(",")}`);
+      idx.forEach((p, i) => out.set(p, digests[i]!));
+      todo = todo.filter((p) => !out.has(p));
+    }
+    return out;
+  }
+
+  /** TPM2_PCR_Extend with a password session (tests prepare PCR state with it). */
+  async pcrExtend(pcr: number, bank: string, digest: Uint8Array): Promise<void> {
+    const pw = new Writer().u32(RH.PW).u16(0).u8(0).u16(0).bytes();
+    await this.call("PCR_Extend", [pcr], new Writer().u32(1).u16(BANKS[bank]!).raw(digest).bytes(), pw);
+  }
+
+  async flush(handle: number): Promise<void> {
+    await this.call("FlushContext", [], new Writer().u32(handle).bytes());
+  }
+
+  /** Loaded transient objects and sessions (swtpm has no resource manager: tests clean up with these). */
+  async handles(firstHandle: number): Promise<number[]> {
+    const r = await this.call("GetCapability", [], new Writer().u32(CAP.HANDLES).u32(firstHandle).u32(64).bytes());
+    r.u8();
+    r.u32();
+    return TYPES.TPML_HANDLE.dec(r);
+  }
+}
+
+export { decode };

@@ -1,0 +1,97 @@
+// Ways to reach a TPM: /dev/tpmrm0 (kernel resource manager; one write per command, one read per
+// response, through src/native) and swtpm's server port over TCP (tests; raw command bytes, no resource
+// manager — the client must flush what it loads). Spec strings: "/dev/tpmrm0" or "swtpm:host=H,port=P".
+import { CvmError } from "../errors.js";
+import { NativeError, O_FLAGS, type Native } from "../native/types.js";
+
+export interface TpmTransport {
+  readonly name: string;
+  send(cmd: Uint8Array): Promise<Uint8Array>;
+  close(): void;
+}
+
+const MAX_RESPONSE = 8192;
+
+export function parseTpmSpec(spec: string): { kind: "device"; path: string } | { kind: "swtpm"; host: string; port: number } {
+  if (spec.startsWith("/")) return { kind: "device", path: spec };
+  const m = /^swtpm:host=([^,]+),port=(\d{1,5})$/.exec(spec);
+  if (m && Number(m[2]) > 0 && Number(m[2]) < 65536) return { kind: "swtpm", host: m[1]!, port: Number(m[2]) };
+  throw new CvmError("USAGE", `TPM device ${JSON.stringify(spec)}: expected /dev/tpmrm0 or swtpm:host=H,port=P`);
+}
+
+export async function openTpm(spec: string, native: () => Promise<Native>): Promise<TpmTransport> {
+  const s = parseTpmSpec(spec);
+  return s.kind === "device" ? deviceTransport(await native(), s.path) : swtpmTransport(s.host, s.port);
+}
+
+export function deviceTransport(native: Native, path: string): TpmTransport {
+  let fd: number;
+  try {
+    fd = native.open(path, O_FLAGS.RDWR | O_FLAGS.CLOEXEC);
+  } catch (e) {
+    throw new CvmError("TPM", `cannot open ${path}: ${e instanceof NativeError ? e.errnoName : (e as Error).message}`, { errno: e instanceof NativeError ? e.errnoName : "" });
+  }
+  return {
+    name: path,
+    async send(cmd) {
+      try {
+        if (native.write(fd, cmd) !== cmd.length) throw new CvmError("TPM", `${path}: short write`);
+        const buf = new Uint8Array(MAX_RESPONSE);
+        const n = native.read(fd, buf);
+        return buf.slice(0, n);
+      } catch (e) {
+        if (e instanceof NativeError) throw new CvmError("TPM", `${path}: ${e.syscall} ${e.errnoName}`);
+        throw e;
+      }
+    },
+    close: () => native.close(fd),
+  };
+}
+
+export async function swtpmTransport(host: string, port: number): Promise<TpmTransport> {
+  const net = await import("node:net");
+  const sock = net.createConnection({ host, port });
+  await new Promise<void>((resolve, reject) => {
+    sock.once("connect", resolve);
+    sock.once("error", (e) => reject(new CvmError("TPM", `swtpm ${host}:${port}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
+  });
+  let pending: Uint8Array = new Uint8Array(0);
+  let waiter: (() => void) | undefined;
+  let failure: Error | undefined;
+  sock.on("data", (d: Buffer) => {
+    const next = new Uint8Array(pending.length + d.length);
+    next.set(pending);
+    next.set(d, pending.length);
+    pending = next;
+    waiter?.();
+  });
+  sock.on("error", (e) => {
+    failure = e;
+    waiter?.();
+  });
+  sock.on("close", () => {
+    failure ??= new Error("connection closed");
+    waiter?.();
+  });
+  const until = async (n: number): Promise<void> => {
+    while (pending.length < n) {
+      if (failure) throw new CvmError("TPM", `swtpm ${host}:${port}: ${failure.message}`);
+      await new Promise<void>((r) => (waiter = r));
+      waiter = undefined;
+    }
+  };
+  return {
+    name: `swtpm:host=${host},port=${port}`,
+    async send(cmd) {
+      sock.write(cmd);
+      await until(10);
+      const size = new DataView(pending.buffer, pending.byteOffset + 2, 4).getUint32(0, false);
+      if (size < 10 || size > MAX_RESPONSE) throw new CvmError("TPM", `swtpm: response size ${size} out of range`);
+      await until(size);
+      const rsp = pending.slice(0, size);
+      pending = pending.slice(size);
+      return rsp;
+    },
+    close: () => sock.destroy(),
+  };
+}
