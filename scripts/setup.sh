@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 declare -A GROUP=(
   [base]="keyutils cryptsetup-bin openssl"
   [bench]="time clevis clevis-luks tang jose hyperfine socat curl jq"
-  [tpm]="swtpm swtpm-tools tpm2-tools"
+  [tpm]="swtpm swtpm-tools"
   [boot]="dracut-core dracut-network qemu-system-x86 ovmf systemd systemd-boot-efi udev dbus kmod e2fsprogs busybox-static zstd binutils dosfstools mtools fdisk"
 )
 want=""

@@ -5,7 +5,7 @@
 # CVM_UNLOCK_E2E=0 skips the boots (for a quick local run; CI runs them).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh base bench || { echo "0 passed, 1 failed"; exit 1; }
+bash scripts/setup.sh base bench tpm || { echo "0 passed, 1 failed"; exit 1; }
 npm run --silent build >&2 || { echo "0 passed, 1 failed"; exit 1; }
 passed=0; failed=0; rc=0
 node_modules/.bin/tsc -p . >&2 && passed=$((passed + 1)) || { echo "typecheck failed" >&2; failed=$((failed + 1)); rc=1; }

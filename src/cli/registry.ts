@@ -69,8 +69,20 @@ export const COMMANDS: Command[] = [
     flags: [...CONFIG_FLAGS, JSON_FLAG],
     load: async () => (await import("./debug-broker.js")).debugBroker,
   },
-  notImplemented("debug luks", "vTPM tokens issue"),
-  notImplemented("debug tpm", "vTPM tokens issue"),
+  {
+    name: "debug luks",
+    summary: "keyslots and tokens of a LUKS2 volume, and which path would unlock it next boot",
+    args: "DEVICE",
+    positionals: 1,
+    flags: [{ name: "tpm-device", value: "DEV", help: "TPM to check systemd-tpm2 tokens against (default /dev/tpmrm0 when present; or swtpm:host=H,port=P)" }, JSON_FLAG],
+    load: async () => (await import("./debug-vtpm.js")).debugLuks,
+  },
+  {
+    name: "debug tpm",
+    summary: "PCR banks and values; for each configured volume, whether its systemd-tpm2 token will unseal",
+    flags: [{ name: "tpm-device", value: "DEV", help: "default: the config's tpm.device, else /dev/tpmrm0" }, ...CONFIG_FLAGS, JSON_FLAG],
+    load: async () => (await import("./debug-vtpm.js")).debugTpm,
+  },
   {
     name: "debug last-failure",
     summary: "why the last boot step failed (from /run, a saved serial log or journal, or journalctl -b -1)",
