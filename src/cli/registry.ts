@@ -14,7 +14,20 @@ export const COMMANDS: Command[] = [
     boot: true,
     load: async () => (await import("./unlock.js")).unlock,
   },
-  notImplemented("convert", "vTPM tokens issue"),
+  {
+    name: "convert",
+    summary: "first boot: turn the owner's tpm2-import tokens into systemd-tpm2 tokens sealed to this vTPM (verified, resumable)",
+    flags: [
+      { name: "device", value: "PATH", help: "a LUKS2 device or image (default: the config's volumes)" },
+      { name: "tpm-device", value: "DEV", help: "/dev/tpmrm0 (default: the config's tpm.device) or swtpm:host=H,port=P" },
+      ...CONFIG_FLAGS,
+      RUN_DIR_FLAG,
+      { name: "fault-at", value: "STEP", help: "TEST ONLY: SIGKILL itself after unsealed|proved|token-added|token-removed" },
+      JSON_FLAG,
+    ],
+    boot: true,
+    load: async () => (await import("./convert.js")).convert,
+  },
   notImplemented("seal", "vTPM tokens issue"),
   {
     name: "debug config",

@@ -29,6 +29,14 @@ export class TpmError extends CvmError {
 export class Tpm {
   constructor(readonly transport: TpmTransport) {}
 
+  /** A command with sessions: returns the response's handles and a reader over its parameters only. */
+  async callAuth(name: keyof typeof CC, handles: number[], params: Uint8Array, auth: Uint8Array, outHandles = 0): Promise<{ handles: number[]; params: Reader }> {
+    const r = await this.call(name, handles, params, auth);
+    const hs = Array.from({ length: outHandles }, () => r.u32());
+    const size = r.u32();
+    return { handles: hs, params: new Reader(r.bytes(size)) };
+  }
+
   /** Sends one command; returns the response after the header (handles, parameters). */
   async call(name: keyof typeof CC, handles: number[], params: Uint8Array, auth?: Uint8Array): Promise<Reader> {
     const w = new Writer();
@@ -37,13 +45,21 @@ export class Tpm {
     handles.forEach((h) => w.u32(h));
     if (auth) w.u32(auth.length).raw(auth);
     w.raw(params);
-    const rsp = await this.transport.send(w.bytes());
-    const r = new Reader(rsp);
-    const tag = r.u16(), size = r.u32(), rc = r.u32();
-    if (size !== rsp.length) throw new CvmError("TPM", `${name}: response size ${size} but ${rsp.length} bytes received`);
-    if (rc !== 0) throw new TpmError(name, rc);
-    if (tag !== (auth ? ST.SESSIONS : ST.NO_SESSIONS) && tag !== ST.NO_SESSIONS) throw new CvmError("TPM", `${name}: unexpected response tag 0x${tag.toString(16)}`);
-    return r;
+    const cmd = w.bytes();
+    // YIELDED, TESTING and RETRY ask for the same command again; a few tries, a little apart.
+    for (let attempt = 0; ; attempt++) {
+      const rsp = await this.transport.send(cmd);
+      const r = new Reader(rsp);
+      const tag = r.u16(), size = r.u32(), rc = r.u32();
+      if (size !== rsp.length) throw new CvmError("TPM", `${name}: response size ${size} but ${rsp.length} bytes received`);
+      if ((rc === 0x908 || rc === 0x90a || rc === 0x922) && attempt < 20) {
+        await new Promise((res) => setTimeout(res, 5 * (attempt + 1)));
+        continue;
+      }
+      if (rc !== 0) throw new TpmError(name, rc);
+      if (tag !== (auth ? ST.SESSIONS : ST.NO_SESSIONS) && tag !== ST.NO_SESSIONS) throw new CvmError("TPM", `${name}: unexpected response tag 0x${tag.toString(16)}`);
+      return r;
+    }
   }
 
   /** TPM2_Startup(SU_CLEAR); "already started" is fine. */

@@ -1,0 +1,209 @@
+// First-boot conversion of the owner's tpm2-import tokens into systemd-tpm2 tokens sealed to this vTPM,
+// so that later boots unlock from it alone. The LUKS header is the only state, and every step leaves at
+// least one working token behind:
+//   1. unseal the owner's secret (Import → Load → Load → PolicyPCR → Unseal), in memory only;
+//   2. reseal it under systemd 252's ECC primary with the owner's PCR policy, and prove the new blob: unseal
+//      it again and test the keyslot with base64(secret) — nothing is written before this passes;
+//   3. add the systemd-tpm2 token (cryptsetup token import);
+//   4. only then remove the tpm2-import token.
+// A run interrupted after 3 finds a systemd-tpm2 token for the keyslot, verifies it, and finishes with 4.
+import { CvmError } from "../errors.js";
+import type { Logger } from "../log/logger.js";
+import { Secret } from "../log/secret.js";
+import { readLuksHeaderFile, type LuksHeader, type Token } from "../luks/header.js";
+import { importToken, keyslotOpens, removeToken } from "../luks/tokens.js";
+import { BANKS, type Tpm } from "../tpm/commands.js";
+import { encode, tpm2b } from "../tpm/marshal.js";
+import { checkTpm2b, createPrimary, createSealed, importObject, load, parsePublic, rhelSrkTemplate, sealedTemplate, SYSTEMD_ECC_PRIMARY, unsealWithPcrPolicy } from "../tpm/objects.js";
+
+export const FAULT_STEPS = ["unsealed", "proved", "token-added", "token-removed"] as const;
+export type FaultStep = (typeof FAULT_STEPS)[number];
+
+export interface ImportToken {
+  id: string;
+  slot: string;
+  parentPub: Uint8Array;
+  parentPrv: Uint8Array;
+  parentSeed: Uint8Array;
+  sealPub: Uint8Array;
+  sealPrv: Uint8Array;
+  policy: Uint8Array;
+  unique?: Uint8Array;
+  pcrs: number[];
+  bank: string;
+}
+
+const bad = (t: Token, m: string): never => {
+  throw new CvmError("LUKS", `tpm2-import token ${t.id}: ${m}`, { token: t.id, reason: "malformed" });
+};
+
+function b64(t: Token, field: string, optional = false): Uint8Array | undefined {
+  const v = t.json[field];
+  if (v === undefined && optional) return undefined;
+  if (typeof v !== "string" || !/^[A-Za-z0-9+/]+={0,2}$/.test(v)) return bad(t, `${field} missing or not base64`);
+  return new Uint8Array(Buffer.from(v, "base64"));
+}
+
+/** Validates a tpm2-import token against the header; typed errors name the field. */
+export function parseImportToken(t: Token, h: LuksHeader): ImportToken {
+  if (t.keyslots.length !== 1) bad(t, `must reference exactly one keyslot, has ${t.keyslots.length}`);
+  const slot = t.keyslots[0]!;
+  if (!h.keyslots.some((k) => k.id === slot)) bad(t, `keyslot ${slot} does not exist`);
+  const others = h.tokens.filter((o) => o.id !== t.id && o.type === "tpm2-import" && o.keyslots.includes(slot));
+  if (others.length > 0) bad(t, `keyslot ${slot} is also referenced by tpm2-import token ${others[0]!.id} (duplicate keyslot reference)`);
+  const pcrs = t.json["tpm2-pcrs"];
+  if (!Array.isArray(pcrs) || !pcrs.every((p) => Number.isInteger(p) && p >= 0 && p < 24)) bad(t, "tpm2-pcrs must be an array of PCR indexes 0..23");
+  const bank = String(t.json["tpm2-pcr-bank"] ?? "").toLowerCase();
+  if (BANKS[bank] === undefined) bad(t, `tpm2-pcr-bank ${JSON.stringify(t.json["tpm2-pcr-bank"])} is not a known bank`);
+  const tb = (f: string) => {
+    try {
+      return checkTpm2b(b64(t, f)!, f);
+    } catch (e) {
+      return bad(t, (e as Error).message);
+    }
+  };
+  const policy = b64(t, "pcrpolicy_dat")!;
+  if (policy.length !== 32) bad(t, `pcrpolicy_dat must be a 32-byte SHA-256 policy digest, is ${policy.length} bytes`);
+  let unique: Uint8Array | undefined;
+  const u = b64(t, "unique_dat", true);
+  if (u) {
+    // tpm2-tools' -u file: the raw TPMU_PUBLIC_ID union, u16 size little-endian, then the bytes.
+    const n = u.length >= 2 ? u[0]! | (u[1]! << 8) : -1;
+    if (n < 0 || u.length !== 2 + n) bad(t, "unique_dat is not a tpm2-tools unique file");
+    unique = u.slice(2);
+  }
+  const out = { id: t.id, slot, parentPub: tb("parent_pub"), parentPrv: tb("parent_prv"), parentSeed: tb("parent_seed"), sealPub: tb("seal_pub"), sealPrv: tb("seal_prv"), policy, unique, pcrs: pcrs as number[], bank };
+  parsePublic(out.parentPub, "parent_pub");
+  parsePublic(out.sealPub, "seal_pub");
+  return out;
+}
+
+export const passphraseOf = (secret: Secret): Secret => secret.use((b) => Secret.fromString(Buffer.from(b).toString("base64")));
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+/** Runs fn with transient handles that are flushed afterwards, whatever happens. */
+async function withHandles<T>(tpm: Tpm, fn: (track: (h: number) => number) => Promise<T>): Promise<T> {
+  const loaded: number[] = [];
+  try {
+    return await fn((h) => (loaded.push(h), h));
+  } finally {
+    for (const h of loaded.reverse()) await tpm.flush(h).catch(() => {});
+  }
+}
+
+/** Step 1: the owner's secret, unsealed with the token's PCR policy. */
+export async function unsealImportToken(tpm: Tpm, it: ImportToken): Promise<Secret> {
+  return withHandles(tpm, async (track) => {
+    const srk = track((await createPrimary(tpm, rhelSrkTemplate(it.unique))).handle);
+    let imported: Uint8Array;
+    try {
+      imported = await importObject(tpm, srk, it.parentPub, it.parentPrv, it.parentSeed);
+    } catch (e) {
+      throw new CvmError("TPM", `tpm2-import token ${it.id}: the TPM refused to import the owner's parent (wrapped to another storage key${it.unique ? "" : ", or a unique_dat is missing"}?): ${(e as Error).message}`, { reason: "wrong-parent" });
+    }
+    const parent = track(await load(tpm, srk, encode(tpm2b, imported), it.parentPub));
+    const seal = track(await load(tpm, parent, it.sealPrv, it.sealPub));
+    return unsealWithPcrPolicy(tpm, seal, it.bank, it.pcrs);
+  });
+}
+
+/** Unseals a systemd-tpm2 blob the way systemd 252 does (ECC primary, PolicyPCR, digest checked first). */
+export async function unsealSystemdBlob(tpm: Tpm, blob: Uint8Array, bank: string, pcrs: number[], policy: Uint8Array): Promise<Secret> {
+  const privLen = ((blob[0]! << 8) | blob[1]!) + 2;
+  const priv = blob.subarray(0, privLen), pub = blob.subarray(privLen);
+  return withHandles(tpm, async (track) => {
+    const primary = track((await createPrimary(tpm, SYSTEMD_ECC_PRIMARY)).handle);
+    const obj = track(await load(tpm, primary, checkTpm2b(priv, "tpm2-blob private"), checkTpm2b(pub, "tpm2-blob public")));
+    return unsealWithPcrPolicy(tpm, obj, bank, pcrs, policy);
+  });
+}
+
+/** Step 2: a systemd 252 token for the secret, proven before anything is written. */
+export async function resealAndProve(tpm: Tpm, device: string, it: ImportToken, secret: Secret): Promise<Record<string, unknown>> {
+  const blob = await withHandles(tpm, async (track) => {
+    const primary = track((await createPrimary(tpm, SYSTEMD_ECC_PRIMARY)).handle);
+    const { priv, pub } = await createSealed(tpm, primary, sealedTemplate(it.policy), secret);
+    const out = new Uint8Array(priv.length + pub.length);
+    out.set(priv);
+    out.set(pub, priv.length);
+    return out;
+  });
+  const again = await unsealSystemdBlob(tpm, blob, it.bank, it.pcrs, it.policy);
+  try {
+    const same = again.use((a) => secret.use((b) => a.length === b.length && a.every((x, i) => x === b[i])));
+    if (!same) throw new CvmError("TPM", `tpm2-import token ${it.id}: the resealed blob unseals to different bytes`);
+  } finally {
+    again.wipe();
+  }
+  const pass = passphraseOf(secret);
+  try {
+    if (!(await keyslotOpens(device, it.slot, pass))) {
+      throw new CvmError("LUKS", `tpm2-import token ${it.id}: base64 of the sealed secret does not open keyslot ${it.slot}`, { reason: "keyslot-mismatch" });
+    }
+  } finally {
+    pass.wipe();
+  }
+  return {
+    type: "systemd-tpm2", keyslots: [it.slot], "tpm2-blob": Buffer.from(blob).toString("base64"), "tpm2-pcrs": it.pcrs,
+    "tpm2-pcr-bank": it.bank, "tpm2-primary-alg": "ecc", "tpm2-policy-hash": hex(it.policy), "tpm2-pin": false,
+  };
+}
+
+/** A systemd-tpm2 token for the keyslot that unseals and opens it (a conversion that got as far as step 3). */
+async function verifiedSystemdToken(tpm: Tpm, device: string, h: LuksHeader, it: ImportToken): Promise<Token | undefined> {
+  for (const t of h.tokens.filter((x) => x.type === "systemd-tpm2" && x.keyslots.length === 1 && x.keyslots[0] === it.slot)) {
+    const blob = typeof t.json["tpm2-blob"] === "string" ? new Uint8Array(Buffer.from(t.json["tpm2-blob"] as string, "base64")) : undefined;
+    const policy = typeof t.json["tpm2-policy-hash"] === "string" ? new Uint8Array(Buffer.from(t.json["tpm2-policy-hash"] as string, "hex")) : undefined;
+    if (!blob || !policy || blob.length < 4) continue;
+    try {
+      const secret = await unsealSystemdBlob(tpm, blob, String(t.json["tpm2-pcr-bank"] ?? "sha256"), t.json["tpm2-pcrs"] as number[], policy);
+      const pass = passphraseOf(secret);
+      secret.wipe();
+      const ok = await keyslotOpens(device, it.slot, pass);
+      pass.wipe();
+      if (ok) return t;
+    } catch {
+      /* not usable; a full conversion will replace the need for it */
+    }
+  }
+  return undefined;
+}
+
+export interface ConvertResult {
+  device: string;
+  converted: { token: string; keyslot: string; resumed: boolean }[];
+}
+
+export async function convertDevice(device: string, tpm: Tpm, opts: { log: Logger; faultAt?: FaultStep }): Promise<ConvertResult> {
+  const fault = (step: FaultStep) => {
+    if (opts.faultAt === step) process.kill(process.pid, "SIGKILL"); // test-only: power loss at this step
+  };
+  const h = await readLuksHeaderFile(device);
+  const result: ConvertResult = { device, converted: [] };
+  for (const t of h.tokens.filter((x) => x.type === "tpm2-import")) {
+    const it = parseImportToken(t, h);
+    const done = await verifiedSystemdToken(tpm, device, h, it);
+    if (done) {
+      opts.log.info(`tpm2-import token ${t.id}: keyslot ${it.slot} already has a working systemd-tpm2 token ${done.id}; finishing the interrupted conversion`);
+      await removeToken(device, t.id);
+      fault("token-removed");
+      result.converted.push({ token: t.id, keyslot: it.slot, resumed: true });
+      continue;
+    }
+    const secret = await unsealImportToken(tpm, it);
+    try {
+      fault("unsealed");
+      const token = await resealAndProve(tpm, device, it, secret);
+      fault("proved");
+      await importToken(device, token);
+      fault("token-added");
+      await removeToken(device, t.id);
+      fault("token-removed");
+      opts.log.info(`converted tpm2-import token ${t.id} (keyslot ${it.slot}) into a systemd-tpm2 token sealed to this TPM`);
+      result.converted.push({ token: t.id, keyslot: it.slot, resumed: false });
+    } finally {
+      secret.wipe();
+    }
+  }
+  return result;
+}

@@ -1,0 +1,133 @@
+// The object-level operations the conversion needs, on top of the commands: primaries with the exact
+// templates systemd 252 and the RHEL converter use, Import/Load, PCR policy sessions, Unseal and Create.
+// Every handle created here is returned to the caller, who flushes it in a `finally`.
+import { CvmError } from "../errors.js";
+import { Secret } from "../log/secret.js";
+import { ALG, decode, ECC_NIST_P256, encode, pcrMask, Reader, tpm2b, TYPES, Writer, type TpmtPublic } from "./marshal.js";
+import { BANKS, RH, TpmError, type Tpm } from "./commands.js";
+
+/** A password session with an empty password (TPM_RS_PW). */
+export const PW_SESSION = new Writer().u32(RH.PW).u16(0).u8(0).u16(0).bytes();
+
+export const TPMA = { fixedTPM: 0x2, fixedParent: 0x10, sensitiveDataOrigin: 0x20, userWithAuth: 0x40, noDA: 0x400, restricted: 0x10000, decrypt: 0x20000 } as const;
+const AES128CFB = { algorithm: ALG.AES, keyBits: 128, mode: ALG.CFB };
+
+/** systemd 252's primary (legacy template): ECC P-256, AES-128-CFB, no noDA, no unique. */
+export const SYSTEMD_ECC_PRIMARY: TpmtPublic = {
+  type: ALG.ECC, nameAlg: ALG.SHA256, objectAttributes: 0x00030072, authPolicy: new Uint8Array(0),
+  sym: AES128CFB, scheme: { scheme: ALG.NULL }, curveID: ECC_NIST_P256, kdf: { scheme: ALG.NULL }, x: new Uint8Array(0), y: new Uint8Array(0),
+};
+
+/** The RHEL converter's RSA-2048 storage primary (the "SRK" the owner wraps to): 252's attributes | noDA. */
+export function rhelSrkTemplate(unique: Uint8Array = new Uint8Array(0)): TpmtPublic {
+  return {
+    type: ALG.RSA, nameAlg: ALG.SHA256, objectAttributes: 0x00030472, authPolicy: new Uint8Array(0),
+    sym: AES128CFB, scheme: { scheme: ALG.NULL }, keyBits: 2048, exponent: 0, unique,
+  };
+}
+
+/** systemd 252's sealed object: KEYEDHASH, fixedTPM|fixedParent, the policy digest as authPolicy. */
+export function sealedTemplate(policy: Uint8Array): TpmtPublic {
+  return { type: ALG.KEYEDHASH, nameAlg: ALG.SHA256, objectAttributes: TPMA.fixedTPM | TPMA.fixedParent, authPolicy: policy, scheme: { scheme: ALG.NULL }, unique: new Uint8Array(32) };
+}
+
+const emptyCreate = new Writer().u16(4).u16(0).u16(0).bytes(); // TPM2B_SENSITIVE_CREATE {userAuth ε, data ε}
+
+export async function createPrimary(tpm: Tpm, template: TpmtPublic): Promise<{ handle: number; public: TpmtPublic }> {
+  const params = new Writer().raw(emptyCreate).raw(encode(TYPES.TPM2B_PUBLIC, template)).u16(0).u32(0).bytes();
+  const { handles, params: r } = await tpm.callAuth("CreatePrimary", [RH.OWNER], params, PW_SESSION, 1);
+  return { handle: handles[0]!, public: TYPES.TPM2B_PUBLIC.dec(r) };
+}
+
+/** TPM2_Import of a duplicated object (outer wrapper only, symmetricAlg NULL) under `parent`. */
+export async function importObject(tpm: Tpm, parent: number, pub: Uint8Array, dup: Uint8Array, seed: Uint8Array): Promise<Uint8Array> {
+  const params = new Writer().u16(0).raw(pub).raw(dup).raw(seed).u16(ALG.NULL).bytes();
+  const { params: r } = await tpm.callAuth("Import", [parent], params, PW_SESSION);
+  return tpm2b.dec(r);
+}
+
+/** TPM2_Load: `priv` and `pub` are marshalled TPM2B_PRIVATE / TPM2B_PUBLIC. */
+export async function load(tpm: Tpm, parent: number, priv: Uint8Array, pub: Uint8Array): Promise<number> {
+  const { handles } = await tpm.callAuth("Load", [parent], new Writer().raw(priv).raw(pub).bytes(), PW_SESSION, 1);
+  return handles[0]!;
+}
+
+export const SE = { HMAC: 0, POLICY: 1 } as const;
+
+/** StartAuthSession with tpmKey = bind = TPM_RH_NULL (unsalted, unbound), no symmetric, SHA-256. */
+export async function startPolicySession(tpm: Tpm): Promise<number> {
+  const nonce = crypto.getRandomValues(new Uint8Array(16));
+  const params = new Writer().u16(nonce.length).raw(nonce).u16(0).u8(SE.POLICY).u16(ALG.NULL).u16(ALG.SHA256).bytes();
+  const r = await tpm.call("StartAuthSession", [RH.NULL, RH.NULL], params);
+  return r.u32();
+}
+
+export async function policyPcr(tpm: Tpm, session: number, bank: string, pcrs: readonly number[]): Promise<void> {
+  const alg = BANKS[bank];
+  if (alg === undefined) throw new CvmError("TPM", `unknown PCR bank ${bank}`);
+  const sel = encode(TYPES.TPML_PCR_SELECTION, [{ hash: alg, pcrSelect: pcrMask(pcrs) }]);
+  await tpm.call("PolicyPCR", [session], new Writer().u16(0).raw(sel).bytes());
+}
+
+export async function policyGetDigest(tpm: Tpm, session: number): Promise<Uint8Array> {
+  return tpm2b.dec(await tpm.call("PolicyGetDigest", [session], new Uint8Array(0)));
+}
+
+/** The auth area for a policy session without PolicyAuthValue: its handle, a fresh nonce, continueSession, no HMAC. */
+function policyAuth(session: number): Uint8Array {
+  const nonce = crypto.getRandomValues(new Uint8Array(16));
+  return new Writer().u32(session).u16(nonce.length).raw(nonce).u8(0x01).u16(0).bytes();
+}
+
+/** Unseal `item` through a PolicyPCR session over the current PCRs; the session is flushed here. */
+export async function unsealWithPcrPolicy(tpm: Tpm, item: number, bank: string, pcrs: readonly number[], expectDigest?: Uint8Array): Promise<Secret> {
+  const session = await startPolicySession(tpm);
+  try {
+    await policyPcr(tpm, session, bank, pcrs);
+    if (expectDigest) {
+      const d = await policyGetDigest(tpm, session);
+      if (!d.every((b, i) => b === expectDigest[i]) || d.length !== expectDigest.length) {
+        throw new CvmError("TPM", `the current PCRs ${bank}:${pcrs.join(",")} do not satisfy the object's policy (PCR mismatch)`, { reason: "pcr-mismatch" });
+      }
+    }
+    const { params } = await tpm.callAuth("Unseal", [item], new Uint8Array(0), policyAuth(session));
+    return Secret.adopt(tpm2b.dec(params));
+  } catch (e) {
+    if (e instanceof TpmError && e.rc === 0x99d) throw new CvmError("TPM", `the current PCRs ${bank}:${pcrs.join(",")} do not satisfy the sealed object's policy (PCR mismatch)`, { reason: "pcr-mismatch", rc: e.rc });
+    throw e;
+  } finally {
+    await tpm.flush(session).catch(() => {});
+  }
+}
+
+/** TPM2_Create of a sealed object holding `secret`; returns the marshalled TPM2B_PRIVATE and TPM2B_PUBLIC. */
+export async function createSealed(tpm: Tpm, parent: number, template: TpmtPublic, secret: Secret): Promise<{ priv: Uint8Array; pub: Uint8Array }> {
+  const sens = secret.use((b) => new Writer().u16(2 + 2 + b.length).u16(0).u16(b.length).raw(b).bytes());
+  try {
+    const params = new Writer().raw(sens).raw(encode(TYPES.TPM2B_PUBLIC, template)).u16(0).u32(0).bytes();
+    const { params: r } = await tpm.callAuth("Create", [parent], params, PW_SESSION);
+    const priv = tpm2b.dec(r);
+    const pub = tpm2b.dec(r);
+    return { priv: encode(tpm2b, priv), pub: encode(tpm2b, pub) };
+  } finally {
+    sens.fill(0);
+  }
+}
+
+/** A marshalled TPM2B that must span exactly `b` (a blob from a token); typed error otherwise. */
+export function checkTpm2b(b: Uint8Array, what: string): Uint8Array {
+  if (b.length < 2 || ((b[0]! << 8) | b[1]!) !== b.length - 2) throw new CvmError("TPM", `${what}: not a TPM2B of its own length`, { reason: "malformed" });
+  return b;
+}
+
+/** Parses a marshalled TPM2B_PUBLIC (typed error when it is not one). */
+export function parsePublic(b: Uint8Array, what: string): TpmtPublic {
+  try {
+    return decode(TYPES.TPM2B_PUBLIC, checkTpm2b(b, what), what);
+  } catch (e) {
+    if (e instanceof CvmError) throw e;
+    throw new CvmError("TPM", `${what}: ${(e as Error).message}`, { reason: "malformed" });
+  }
+}
+
+export { Reader };
