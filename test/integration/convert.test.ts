@@ -1,0 +1,146 @@
+// First-boot conversion against the real parts: swtpm with the fixtures' TPM state, cryptsetup 2.6 for
+// every write, systemd 252's own token plugin as the judge of the result, and the compiled binary for the
+// power-loss runs (SIGKILL after each step in turn).
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { convertDevice } from "../../src/flow/convert.js";
+import { Logger, memorySink } from "../../src/log/logger.js";
+import { parseLuks2 } from "../../src/luks/header.js";
+import { Tpm } from "../../src/tpm/commands.js";
+import { swtpmTransport } from "../../src/tpm/transport.js";
+import { BIN, requireBin } from "../helpers/bin.js";
+import { fixtureText, headerFile } from "../helpers/fixtures.js";
+import { pluginUnlocks } from "../helpers/plugin.js";
+import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
+
+let sw: Swtpm;
+const extend = Buffer.from(JSON.parse(fixtureText("pcr.json")).extend[0], "hex");
+const secretHex = (set: string) => fixtureText(`${set}/tpm2-secret.hex`).trim();
+
+/** swtpm serves one client at a time: connect per operation, so the shim and the binary can get in. */
+async function withTpm<T>(fn: (t: Tpm) => Promise<T>, port = sw.port): Promise<T> {
+  const t = new Tpm(await swtpmTransport("127.0.0.1", port));
+  try {
+    return await fn(t);
+  } finally {
+    t.transport.close();
+  }
+}
+const loaded = () => withTpm(async (t) => [...(await t.handles(0x80000000)), ...(await t.handles(0x02000000)), ...(await t.handles(0x03000000))]);
+
+beforeAll(async () => {
+  requireBin();
+  sw = await startSwtpm();
+  await withTpm((t) => t.pcrExtend(7, "sha256", extend));
+});
+afterAll(async () => {
+  await sw?.stop();
+});
+
+const header = (f: string) => parseLuks2(new Uint8Array(readFileSync(f)));
+const types = (f: string) => header(f).tokens.map((t) => t.type);
+const run = (f: string) => withTpm((t) => convertDevice(f, t, { log: new Logger("info", [memorySink()]) }));
+/** A variant of a fixture header with the tpm2-import token's JSON changed (written by cryptsetup). */
+function variant(set: string, change: (j: Record<string, unknown>) => void): string {
+  const f = headerFile(set);
+  const j = JSON.parse(fixtureText(`${set}/token.json`));
+  change(j);
+  expect(spawnSync("cryptsetup", ["token", "remove", "--token-id", "0", f]).status).toBe(0);
+  expect(spawnSync("cryptsetup", ["token", "import", "--token-id", "0", f], { input: JSON.stringify(j) }).status).toBe(0);
+  return f;
+}
+const bytes = (f: string) => new Uint8Array(readFileSync(f));
+
+describe("convert (swtpm, cryptsetup, systemd 252's plugin)", () => {
+  beforeEach(async () => {
+    expect(await loaded()).toEqual([]); // nothing left loaded by the previous test
+  });
+
+  it.each(["tpm2-import", "tpm2-import-unique"])("%s: converts, systemd's plugin unlocks, the old token is gone", async (set) => {
+    const f = headerFile(set);
+    expect(pluginUnlocks(f, sw.port)).toBe(false);
+    const r = await run(f);
+    expect(r.converted).toEqual([{ token: "0", keyslot: "1", resumed: false }]);
+    expect(types(f)).toEqual(["systemd-tpm2"]);
+    const t = header(f).tokens[0]!.json;
+    expect(t).toMatchObject({ keyslots: ["1"], "tpm2-pcrs": [7], "tpm2-pcr-bank": "sha256", "tpm2-primary-alg": "ecc", "tpm2-pin": false });
+    expect(Object.keys(t).sort()).toEqual(["keyslots", "tpm2-blob", "tpm2-pcr-bank", "tpm2-pcrs", "tpm2-pin", "tpm2-policy-hash", "tpm2-primary-alg", "type"]);
+    expect(await loaded()).toEqual([]);
+    expect(pluginUnlocks(f, sw.port)).toBe(true);
+    // a second run has nothing to do
+    expect((await run(f)).converted).toEqual([]);
+  });
+
+  it.each([
+    ["PCR mismatch", "pcr", /PCR mismatch/, "TPM"],
+    ["wrong parent (unique_dat dropped)", "unique", /refused to import the owner's parent/, "TPM"],
+    ["corrupted sealed blob", "blob", /TPM_RC_INTEGRITY|TPM_RC_/, "TPM"],
+    ["missing field", "missing", /parent_seed missing/, "LUKS"],
+    ["two keyslots", "two", /exactly one keyslot/, "LUKS"],
+    ["bad pcrpolicy_dat", "policy", /32-byte SHA-256 policy digest/, "LUKS"],
+  ])("%s: a typed error and nothing changed on disk", async (_what, kind, msg, code) => {
+    let f: string;
+    switch (kind) {
+      case "pcr":
+        f = headerFile("tpm2-import");
+        break;
+      case "unique":
+        f = variant("tpm2-import-unique", (j) => delete j.unique_dat);
+        break;
+      case "blob":
+        f = variant("tpm2-import", (j) => {
+          const b = Buffer.from(j.seal_prv as string, "base64");
+          b[40]! ^= 0xff;
+          j.seal_prv = b.toString("base64");
+        });
+        break;
+      case "missing":
+        f = variant("tpm2-import", (j) => delete j.parent_seed);
+        break;
+      case "two":
+        f = variant("tpm2-import", (j) => (j.keyslots = ["1", "0"]));
+        break;
+      default:
+        f = variant("tpm2-import", (j) => (j.pcrpolicy_dat = Buffer.alloc(20).toString("base64")));
+    }
+    const before = bytes(f);
+    const other = kind === "pcr" ? await startSwtpm() : undefined; // a TPM whose PCR 7 was never extended
+    const port = other?.port ?? sw.port;
+    try {
+      const e = await withTpm((t) => convertDevice(f, t, { log: new Logger("info", []) }), port).then(() => undefined, (x) => x);
+      expect(e?.code, String(e)).toBe(code);
+      expect(e.message).toMatch(msg);
+      expect(Buffer.from(bytes(f)).equals(Buffer.from(before))).toBe(true);
+      expect(await withTpm((t) => t.handles(0x80000000), port)).toEqual([]);
+    } finally {
+      await other?.stop();
+    }
+  });
+
+  it("duplicate keyslot references are refused", async () => {
+    const f = headerFile("tpm2-import");
+    const j = JSON.parse(fixtureText("tpm2-import/token.json"));
+    expect(spawnSync("cryptsetup", ["token", "import", "--token-id", "1", f], { input: JSON.stringify(j) }).status).toBe(0);
+    const before = bytes(f);
+    await expect(run(f)).rejects.toThrow(/duplicate keyslot reference/);
+    expect(Buffer.from(bytes(f)).equals(Buffer.from(before))).toBe(true);
+  });
+
+  it.each(["unsealed", "proved", "token-added", "token-removed"])("power loss after %s: still unlocks one way or another, the next run completes", (step) => {
+    const f = headerFile("tpm2-import");
+    const spec = `swtpm:host=127.0.0.1,port=${sw.port}`;
+    const killed = spawnSync(BIN, ["convert", "--device", f, "--tpm-device", spec, "--fault-at", step, "--run-dir", `${f}.run`], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+    expect(killed.signal).toBe("SIGKILL");
+    const t = types(f);
+    // a working token remains: the untouched tpm2-import token, or a systemd-tpm2 token the plugin opens
+    expect(t.includes("tpm2-import") || pluginUnlocks(f, sw.port)).toBe(true);
+    if (step === "token-added") expect(t.sort()).toEqual(["systemd-tpm2", "tpm2-import"]);
+    const again = spawnSync(BIN, ["convert", "--device", f, "--tpm-device", spec, "--json", "--run-dir", `${f}.run`], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+    expect(again.status, again.stderr).toBe(0);
+    expect(types(f)).toEqual(["systemd-tpm2"]);
+    expect(pluginUnlocks(f, sw.port)).toBe(true);
+    if (step === "token-added") expect(JSON.parse(again.stdout.trim()).results[0].converted[0].resumed).toBe(true);
+    expect(again.stdout + again.stderr).not.toContain(secretHex("tpm2-import"));
+  });
+});
