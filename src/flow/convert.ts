@@ -14,7 +14,27 @@ import { readLuksHeaderFile, type LuksHeader, type Token } from "../luks/header.
 import { importToken, keyslotOpens, removeToken } from "../luks/tokens.js";
 import { BANKS, type Tpm } from "../tpm/commands.js";
 import { encode, tpm2b } from "../tpm/marshal.js";
-import { checkTpm2b, createPrimary, createSealed, importObject, load, parsePublic, rhelSrkTemplate, sealedTemplate, SYSTEMD_ECC_PRIMARY, unsealWithPcrPolicy } from "../tpm/objects.js";
+import { checkTpm2b, createPrimary, createSealed, importObject, load, loadNamed, parsePublic, rhelSrkTemplate, sealedTemplate, SYSTEMD_ECC_PRIMARY, unsealWithPcrPolicy } from "../tpm/objects.js";
+import { EncryptSession } from "../tpm/session.js";
+
+/** systemd 252's ECC primary plus a salted session on it: every secret-bearing command is encrypted. */
+export interface Crypto {
+  primary: number;
+  primaryName: Uint8Array;
+  session: EncryptSession;
+}
+
+export async function withEncryption<T>(tpm: Tpm, fn: (c: Crypto) => Promise<T>): Promise<T> {
+  const p = await createPrimary(tpm, SYSTEMD_ECC_PRIMARY);
+  let session: EncryptSession | undefined;
+  try {
+    session = await EncryptSession.start(tpm, p.handle, p.public as unknown as { x: Uint8Array; y: Uint8Array });
+    return await fn({ primary: p.handle, primaryName: p.name, session });
+  } finally {
+    await session?.flush();
+    await tpm.flush(p.handle).catch(() => {});
+  }
+}
 
 export const FAULT_STEPS = ["unsealed", "proved", "token-added", "token-removed"] as const;
 export type FaultStep = (typeof FAULT_STEPS)[number];
@@ -91,44 +111,54 @@ async function withHandles<T>(tpm: Tpm, fn: (track: (h: number) => number) => Pr
   }
 }
 
-/** Step 1: the owner's secret, unsealed with the token's PCR policy. */
-export async function unsealImportToken(tpm: Tpm, it: ImportToken): Promise<Secret> {
-  return withHandles(tpm, async (track) => {
-    const srk = track((await createPrimary(tpm, rhelSrkTemplate(it.unique))).handle);
+/** Step 1: the owner's secret, unsealed with the token's PCR policy; outData comes back encrypted. */
+export async function unsealImportToken(tpm: Tpm, it: ImportToken, c: Crypto): Promise<Secret> {
+  // A TPM may hold only 3 transient objects (swtpm does): each parent is flushed once its child is loaded.
+  const loaded = new Set<number>();
+  const drop = async (h: number) => {
+    loaded.delete(h);
+    await tpm.flush(h).catch(() => {});
+  };
+  try {
+    const srk = (await createPrimary(tpm, rhelSrkTemplate(it.unique))).handle;
+    loaded.add(srk);
     let imported: Uint8Array;
     try {
       imported = await importObject(tpm, srk, it.parentPub, it.parentPrv, it.parentSeed);
     } catch (e) {
       throw new CvmError("TPM", `tpm2-import token ${it.id}: the TPM refused to import the owner's parent (wrapped to another storage key${it.unique ? "" : ", or a unique_dat is missing"}?): ${(e as Error).message}`, { reason: "wrong-parent" });
     }
-    const parent = track(await load(tpm, srk, encode(tpm2b, imported), it.parentPub));
-    const seal = track(await load(tpm, parent, it.sealPrv, it.sealPub));
-    return unsealWithPcrPolicy(tpm, seal, it.bank, it.pcrs);
-  });
+    const parent = await load(tpm, srk, encode(tpm2b, imported), it.parentPub);
+    loaded.add(parent);
+    await drop(srk);
+    const seal = await loadNamed(tpm, parent, it.sealPrv, it.sealPub);
+    loaded.add(seal.handle);
+    await drop(parent);
+    return await unsealWithPcrPolicy(tpm, seal.handle, it.bank, it.pcrs, undefined, { session: c.session, itemName: seal.name });
+  } finally {
+    for (const h of loaded) await tpm.flush(h).catch(() => {});
+  }
 }
 
-/** Unseals a systemd-tpm2 blob the way systemd 252 does (ECC primary, PolicyPCR, digest checked first). */
-export async function unsealSystemdBlob(tpm: Tpm, blob: Uint8Array, bank: string, pcrs: number[], policy: Uint8Array): Promise<Secret> {
+/** Unseals a systemd-tpm2 blob the way systemd 252 does (its ECC primary, PolicyPCR with the digest
+ *  checked first, outData encrypted by a salted session). */
+export async function unsealSystemdBlob(tpm: Tpm, blob: Uint8Array, bank: string, pcrs: number[], policy: Uint8Array, c: Crypto): Promise<Secret> {
   const privLen = ((blob[0]! << 8) | blob[1]!) + 2;
   const priv = blob.subarray(0, privLen), pub = blob.subarray(privLen);
   return withHandles(tpm, async (track) => {
-    const primary = track((await createPrimary(tpm, SYSTEMD_ECC_PRIMARY)).handle);
-    const obj = track(await load(tpm, primary, checkTpm2b(priv, "tpm2-blob private"), checkTpm2b(pub, "tpm2-blob public")));
-    return unsealWithPcrPolicy(tpm, obj, bank, pcrs, policy);
+    const obj = await loadNamed(tpm, c.primary, checkTpm2b(priv, "tpm2-blob private"), checkTpm2b(pub, "tpm2-blob public"));
+    track(obj.handle);
+    return unsealWithPcrPolicy(tpm, obj.handle, bank, pcrs, policy, { session: c.session, itemName: obj.name });
   });
 }
 
 /** Step 2: a systemd 252 token for the secret, proven before anything is written. */
-export async function resealAndProve(tpm: Tpm, device: string, it: ImportToken, secret: Secret): Promise<Record<string, unknown>> {
-  const blob = await withHandles(tpm, async (track) => {
-    const primary = track((await createPrimary(tpm, SYSTEMD_ECC_PRIMARY)).handle);
-    const { priv, pub } = await createSealed(tpm, primary, sealedTemplate(it.policy), secret);
-    const out = new Uint8Array(priv.length + pub.length);
-    out.set(priv);
-    out.set(pub, priv.length);
-    return out;
-  });
-  const again = await unsealSystemdBlob(tpm, blob, it.bank, it.pcrs, it.policy);
+export async function resealAndProve(tpm: Tpm, device: string, it: ImportToken, secret: Secret, c: Crypto): Promise<Record<string, unknown>> {
+  const { priv, pub } = await createSealed(tpm, c.primary, sealedTemplate(it.policy), secret, { session: c.session, parentName: c.primaryName });
+  const blob = new Uint8Array(priv.length + pub.length);
+  blob.set(priv);
+  blob.set(pub, priv.length);
+  const again = await unsealSystemdBlob(tpm, blob, it.bank, it.pcrs, it.policy, c);
   try {
     const same = again.use((a) => secret.use((b) => a.length === b.length && a.every((x, i) => x === b[i])));
     if (!same) throw new CvmError("TPM", `tpm2-import token ${it.id}: the resealed blob unseals to different bytes`);
@@ -150,13 +180,13 @@ export async function resealAndProve(tpm: Tpm, device: string, it: ImportToken, 
 }
 
 /** A systemd-tpm2 token for the keyslot that unseals and opens it (a conversion that got as far as step 3). */
-async function verifiedSystemdToken(tpm: Tpm, device: string, h: LuksHeader, it: ImportToken): Promise<Token | undefined> {
+async function verifiedSystemdToken(tpm: Tpm, device: string, h: LuksHeader, it: ImportToken, c: Crypto): Promise<Token | undefined> {
   for (const t of h.tokens.filter((x) => x.type === "systemd-tpm2" && x.keyslots.length === 1 && x.keyslots[0] === it.slot)) {
     const blob = typeof t.json["tpm2-blob"] === "string" ? new Uint8Array(Buffer.from(t.json["tpm2-blob"] as string, "base64")) : undefined;
     const policy = typeof t.json["tpm2-policy-hash"] === "string" ? new Uint8Array(Buffer.from(t.json["tpm2-policy-hash"] as string, "hex")) : undefined;
     if (!blob || !policy || blob.length < 4) continue;
     try {
-      const secret = await unsealSystemdBlob(tpm, blob, String(t.json["tpm2-pcr-bank"] ?? "sha256"), t.json["tpm2-pcrs"] as number[], policy);
+      const secret = await unsealSystemdBlob(tpm, blob, String(t.json["tpm2-pcr-bank"] ?? "sha256"), t.json["tpm2-pcrs"] as number[], policy, c);
       const pass = passphraseOf(secret);
       secret.wipe();
       const ok = await keyslotOpens(device, it.slot, pass);
@@ -182,28 +212,30 @@ export async function convertDevice(device: string, tpm: Tpm, opts: { log: Logge
   const result: ConvertResult = { device, converted: [] };
   for (const t of h.tokens.filter((x) => x.type === "tpm2-import")) {
     const it = parseImportToken(t, h);
-    const done = await verifiedSystemdToken(tpm, device, h, it);
-    if (done) {
-      opts.log.info(`tpm2-import token ${t.id}: keyslot ${it.slot} already has a working systemd-tpm2 token ${done.id}; finishing the interrupted conversion`);
-      await removeToken(device, t.id);
-      fault("token-removed");
-      result.converted.push({ token: t.id, keyslot: it.slot, resumed: true });
-      continue;
-    }
-    const secret = await unsealImportToken(tpm, it);
-    try {
-      fault("unsealed");
-      const token = await resealAndProve(tpm, device, it, secret);
-      fault("proved");
-      await importToken(device, token);
-      fault("token-added");
-      await removeToken(device, t.id);
-      fault("token-removed");
-      opts.log.info(`converted tpm2-import token ${t.id} (keyslot ${it.slot}) into a systemd-tpm2 token sealed to this TPM`);
-      result.converted.push({ token: t.id, keyslot: it.slot, resumed: false });
-    } finally {
-      secret.wipe();
-    }
+    await withEncryption(tpm, async (c) => {
+      const done = await verifiedSystemdToken(tpm, device, h, it, c);
+      if (done) {
+        opts.log.info(`tpm2-import token ${t.id}: keyslot ${it.slot} already has a working systemd-tpm2 token ${done.id}; finishing the interrupted conversion`);
+        await removeToken(device, t.id);
+        fault("token-removed");
+        result.converted.push({ token: t.id, keyslot: it.slot, resumed: true });
+        return;
+      }
+      const secret = await unsealImportToken(tpm, it, c);
+      try {
+        fault("unsealed");
+        const token = await resealAndProve(tpm, device, it, secret, c);
+        fault("proved");
+        await importToken(device, token);
+        fault("token-added");
+        await removeToken(device, t.id);
+        fault("token-removed");
+        opts.log.info(`converted tpm2-import token ${t.id} (keyslot ${it.slot}) into a systemd-tpm2 token sealed to this TPM`);
+        result.converted.push({ token: t.id, keyslot: it.slot, resumed: false });
+      } finally {
+        secret.wipe();
+      }
+    });
   }
   return result;
 }

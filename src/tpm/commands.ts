@@ -29,12 +29,14 @@ export class TpmError extends CvmError {
 export class Tpm {
   constructor(readonly transport: TpmTransport) {}
 
-  /** A command with sessions: returns the response's handles and a reader over its parameters only. */
-  async callAuth(name: keyof typeof CC, handles: number[], params: Uint8Array, auth: Uint8Array, outHandles = 0): Promise<{ handles: number[]; params: Reader }> {
+  /** A command with sessions: the response's handles, a reader over its parameters, the raw parameter
+   *  bytes (for rpHash) and the response sessions area. */
+  async callAuth(name: keyof typeof CC, handles: number[], params: Uint8Array, auth: Uint8Array, outHandles = 0): Promise<{ handles: number[]; params: Reader; rawParams: Uint8Array; sessions: Reader }> {
     const r = await this.call(name, handles, params, auth);
     const hs = Array.from({ length: outHandles }, () => r.u32());
     const size = r.u32();
-    return { handles: hs, params: new Reader(r.bytes(size)) };
+    const rawParams = r.bytes(size);
+    return { handles: hs, params: new Reader(rawParams), rawParams, sessions: new Reader(r.rest()) };
   }
 
   /** Sends one command; returns the response after the header (handles, parameters). */

@@ -4,7 +4,15 @@
 import { CvmError } from "../errors.js";
 import { Secret } from "../log/secret.js";
 import { ALG, decode, ECC_NIST_P256, encode, pcrMask, Reader, tpm2b, TYPES, Writer, type TpmtPublic } from "./marshal.js";
-import { BANKS, RH, TpmError, type Tpm } from "./commands.js";
+import { BANKS, CC, RH, TpmError, type Tpm } from "./commands.js";
+import { EncryptSession, SESSION_ATTR } from "./session.js";
+
+const cat2 = (a: Uint8Array, b: Uint8Array) => {
+  const o = new Uint8Array(a.length + b.length);
+  o.set(a);
+  o.set(b, a.length);
+  return o;
+};
 
 /** A password session with an empty password (TPM_RS_PW). */
 export const PW_SESSION = new Writer().u32(RH.PW).u16(0).u8(0).u16(0).bytes();
@@ -33,10 +41,16 @@ export function sealedTemplate(policy: Uint8Array): TpmtPublic {
 
 const emptyCreate = new Writer().u16(4).u16(0).u16(0).bytes(); // TPM2B_SENSITIVE_CREATE {userAuth ε, data ε}
 
-export async function createPrimary(tpm: Tpm, template: TpmtPublic): Promise<{ handle: number; public: TpmtPublic }> {
+export async function createPrimary(tpm: Tpm, template: TpmtPublic): Promise<{ handle: number; public: TpmtPublic; name: Uint8Array }> {
   const params = new Writer().raw(emptyCreate).raw(encode(TYPES.TPM2B_PUBLIC, template)).u16(0).u32(0).bytes();
   const { handles, params: r } = await tpm.callAuth("CreatePrimary", [RH.OWNER], params, PW_SESSION, 1);
-  return { handle: handles[0]!, public: TYPES.TPM2B_PUBLIC.dec(r) };
+  const pub = TYPES.TPM2B_PUBLIC.dec(r);
+  tpm2b.dec(r); // creationData
+  tpm2b.dec(r); // creationHash
+  r.u16(); // creation ticket: tag, hierarchy, digest
+  r.u32();
+  tpm2b.dec(r);
+  return { handle: handles[0]!, public: pub, name: tpm2b.dec(r) };
 }
 
 /** TPM2_Import of a duplicated object (outer wrapper only, symmetricAlg NULL) under `parent`. */
@@ -48,8 +62,13 @@ export async function importObject(tpm: Tpm, parent: number, pub: Uint8Array, du
 
 /** TPM2_Load: `priv` and `pub` are marshalled TPM2B_PRIVATE / TPM2B_PUBLIC. */
 export async function load(tpm: Tpm, parent: number, priv: Uint8Array, pub: Uint8Array): Promise<number> {
-  const { handles } = await tpm.callAuth("Load", [parent], new Writer().raw(priv).raw(pub).bytes(), PW_SESSION, 1);
-  return handles[0]!;
+  return (await loadNamed(tpm, parent, priv, pub)).handle;
+}
+
+/** TPM2_Load, also returning the object's Name (needed in cpHash when a session HMACs a command on it). */
+export async function loadNamed(tpm: Tpm, parent: number, priv: Uint8Array, pub: Uint8Array): Promise<{ handle: number; name: Uint8Array }> {
+  const { handles, params } = await tpm.callAuth("Load", [parent], new Writer().raw(priv).raw(pub).bytes(), PW_SESSION, 1);
+  return { handle: handles[0]!, name: tpm2b.dec(params) };
 }
 
 export const SE = { HMAC: 0, POLICY: 1 } as const;
@@ -79,8 +98,10 @@ function policyAuth(session: number): Uint8Array {
   return new Writer().u32(session).u16(nonce.length).raw(nonce).u8(0x01).u16(0).bytes();
 }
 
-/** Unseal `item` through a PolicyPCR session over the current PCRs; the session is flushed here. */
-export async function unsealWithPcrPolicy(tpm: Tpm, item: number, bank: string, pcrs: readonly number[], expectDigest?: Uint8Array): Promise<Secret> {
+/** Unseal `item` through a PolicyPCR session over the current PCRs; the session is flushed here. With
+ *  `enc`, a salted session rides along with the encrypt attribute: outData crosses the interface encrypted
+ *  and the response HMAC is checked before the secret is trusted. */
+export async function unsealWithPcrPolicy(tpm: Tpm, item: number, bank: string, pcrs: readonly number[], expectDigest?: Uint8Array, enc?: { session: EncryptSession; itemName: Uint8Array }): Promise<Secret> {
   const session = await startPolicySession(tpm);
   try {
     await policyPcr(tpm, session, bank, pcrs);
@@ -90,8 +111,23 @@ export async function unsealWithPcrPolicy(tpm: Tpm, item: number, bank: string, 
         throw new CvmError("TPM", `the current PCRs ${bank}:${pcrs.join(",")} do not satisfy the object's policy (PCR mismatch)`, { reason: "pcr-mismatch" });
       }
     }
-    const { params } = await tpm.callAuth("Unseal", [item], new Uint8Array(0), policyAuth(session));
-    return Secret.adopt(tpm2b.dec(params));
+    if (!enc) {
+      const { params } = await tpm.callAuth("Unseal", [item], new Uint8Array(0), policyAuth(session));
+      return Secret.adopt(tpm2b.dec(params));
+    }
+    const attrs = SESSION_ATTR.encrypt | SESSION_ATTR.continueSession;
+    const second = enc.session.authEntry(CC.Unseal, [enc.itemName], new Uint8Array(0), attrs);
+    const rsp = await tpm.callAuth("Unseal", [item], new Uint8Array(0), cat2(policyAuth(session), second.entry));
+    tpm2b.dec(rsp.sessions); // the policy session's nonceTPM
+    rsp.sessions.u8();
+    tpm2b.dec(rsp.sessions); // its (empty) HMAC
+    enc.session.checkResponse(CC.Unseal, rsp.rawParams, rsp.sessions, second.nonceCaller);
+    const sealed = tpm2b.dec(rsp.params);
+    try {
+      return Secret.adopt(enc.session.decryptResponse(sealed, second.nonceCaller));
+    } finally {
+      sealed.fill(0);
+    }
   } catch (e) {
     if (e instanceof TpmError && e.rc === 0x99d) throw new CvmError("TPM", `the current PCRs ${bank}:${pcrs.join(",")} do not satisfy the sealed object's policy (PCR mismatch)`, { reason: "pcr-mismatch", rc: e.rc });
     throw e;
@@ -100,12 +136,26 @@ export async function unsealWithPcrPolicy(tpm: Tpm, item: number, bank: string, 
   }
 }
 
-/** TPM2_Create of a sealed object holding `secret`; returns the marshalled TPM2B_PRIVATE and TPM2B_PUBLIC. */
-export async function createSealed(tpm: Tpm, parent: number, template: TpmtPublic, secret: Secret): Promise<{ priv: Uint8Array; pub: Uint8Array }> {
-  const sens = secret.use((b) => new Writer().u16(2 + 2 + b.length).u16(0).u16(b.length).raw(b).bytes());
+/** TPM2_Create of a sealed object holding `secret`; returns the marshalled TPM2B_PRIVATE and TPM2B_PUBLIC.
+ *  With `enc` (a salted session, decrypt attribute) inSensitive crosses the interface AES-CFB encrypted. */
+export async function createSealed(tpm: Tpm, parent: number, template: TpmtPublic, secret: Secret, enc?: { session: EncryptSession; parentName: Uint8Array }): Promise<{ priv: Uint8Array; pub: Uint8Array }> {
+  const inner = secret.use((b) => new Writer().u16(0).u16(b.length).raw(b).bytes()); // TPM2B_SENSITIVE_CREATE contents
+  const nonce = EncryptSession.nonce();
+  const body = enc ? enc.session.encryptCommand(inner, nonce) : inner;
+  const sens = new Writer().u16(body.length).raw(body).bytes();
+  inner.fill(0);
   try {
     const params = new Writer().raw(sens).raw(encode(TYPES.TPM2B_PUBLIC, template)).u16(0).u32(0).bytes();
-    const { params: r } = await tpm.callAuth("Create", [parent], params, PW_SESSION);
+    const attrs = SESSION_ATTR.decrypt | SESSION_ATTR.continueSession;
+    const auth = enc ? cat2(PW_SESSION, enc.session.authEntryWith(nonce, CC.Create, [enc.parentName], params, attrs)) : PW_SESSION;
+    const rsp = await tpm.callAuth("Create", [parent], params, auth);
+    if (enc) {
+      tpm2b.dec(rsp.sessions); // the password session's response: empty nonce, attrs, empty hmac
+      rsp.sessions.u8();
+      tpm2b.dec(rsp.sessions);
+      enc.session.checkResponse(CC.Create, rsp.rawParams, rsp.sessions, nonce);
+    }
+    const r = rsp.params;
     const priv = tpm2b.dec(r);
     const pub = tpm2b.dec(r);
     return { priv: encode(tpm2b, priv), pub: encode(tpm2b, pub) };

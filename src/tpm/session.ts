@@ -1,0 +1,127 @@
+// A salted HMAC session used for parameter encryption, as systemd 252 uses it: tpmKey = an ECC P-256
+// primary we created (so only that TPM can derive the salt), no bind, AES-128-CFB, SHA-256. The unsealed
+// secret then crosses the TPM interface encrypted, and the response HMAC proves it came from the TPM.
+// Formulas: TPM 2.0 Library Part 1 §11.4.9 (KDFa, KDFe), §19.6 (session key, HMAC), §21 (CFB encryption).
+import { cfb } from "@noble/ciphers/aes.js";
+import { hmac } from "@noble/hashes/hmac.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { CvmError } from "../errors.js";
+import { ALG, Reader, tpm2b, Writer } from "./marshal.js";
+import { CC, RH, type Tpm } from "./commands.js";
+
+const u32 = (v: number) => Uint8Array.of((v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
+const cat = (...p: Uint8Array[]) => {
+  const out = new Uint8Array(p.reduce((n, x) => n + x.length, 0));
+  let o = 0;
+  for (const x of p) {
+    out.set(x, o);
+    o += x.length;
+  }
+  return out;
+};
+const label = (s: string) => cat(new TextEncoder().encode(s), Uint8Array.of(0));
+const eq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** KDFa with SHA-256: HMAC(key, i ‖ label ‖ 0 ‖ u ‖ v ‖ bits), concatenated and cut to `bits`. */
+export function kdfA(key: Uint8Array, lbl: string, u: Uint8Array, v: Uint8Array, bits: number): Uint8Array {
+  const out: Uint8Array[] = [];
+  for (let i = 1, n = 0; n * 8 < bits; i++, n += 32) out.push(hmac(sha256, key, cat(u32(i), label(lbl), u, v, u32(bits))));
+  return cat(...out).slice(0, bits / 8);
+}
+
+/** KDFe with SHA-256: H(i ‖ Z ‖ label ‖ 0 ‖ u ‖ v), concatenated and cut to `bits`. */
+export function kdfE(z: Uint8Array, lbl: string, u: Uint8Array, v: Uint8Array, bits: number): Uint8Array {
+  const out: Uint8Array[] = [];
+  for (let i = 1, n = 0; n * 8 < bits; i++, n += 32) out.push(sha256(cat(u32(i), z, label(lbl), u, v)));
+  return cat(...out).slice(0, bits / 8);
+}
+
+export const SESSION_ATTR = { continueSession: 0x01, decrypt: 0x20, encrypt: 0x40 } as const;
+
+export class EncryptSession {
+  private constructor(
+    private readonly tpm: Tpm,
+    readonly handle: number,
+    private sessionKey: Uint8Array,
+    private nonceTPM: Uint8Array,
+  ) {}
+
+  /** StartAuthSession salted to the ECC P-256 primary `tpmKey` (whose public point is x, y). */
+  static async start(tpm: Tpm, tpmKey: number, pub: { x: Uint8Array; y: Uint8Array }): Promise<EncryptSession> {
+    const ecdh = { name: "ECDH", namedCurve: "P-256" } as const;
+    const eph = (await crypto.subtle.generateKey(ecdh, false, ["deriveBits"])) as CryptoKeyPair;
+    const ephRaw = new Uint8Array(await crypto.subtle.exportKey("raw", eph.publicKey));
+    const ex = ephRaw.slice(1, 33), ey = ephRaw.slice(33, 65);
+    const tpmPub = await crypto.subtle.importKey("raw", cat(Uint8Array.of(4), pub.x, pub.y), ecdh, false, []);
+    const z = new Uint8Array(await crypto.subtle.deriveBits({ name: "ECDH", public: tpmPub }, eph.privateKey, 256));
+    const salt = kdfE(z, "SECRET", ex, pub.x, 256);
+    z.fill(0);
+    const nonceCaller = crypto.getRandomValues(new Uint8Array(32));
+    const point = new Writer().u16(ex.length).raw(ex).u16(ey.length).raw(ey).bytes();
+    const params = new Writer().u16(32).raw(nonceCaller).u16(point.length).raw(point).u8(0 /* HMAC */).u16(ALG.AES).u16(128).u16(ALG.CFB).u16(ALG.SHA256).bytes();
+    const r = await tpm.call("StartAuthSession", [tpmKey, RH.NULL], params);
+    const handle = r.u32();
+    const nonceTPM = tpm2b.dec(r);
+    const sessionKey = kdfA(salt, "ATH", nonceTPM, nonceCaller, 256);
+    salt.fill(0);
+    return new EncryptSession(tpm, handle, sessionKey, nonceTPM);
+  }
+
+  /** The auth-area entry of this session for one command (no handle authorised by it: authValue empty). */
+  authEntry(cc: number, names: Uint8Array[], params: Uint8Array, attrs: number): { entry: Uint8Array; nonceCaller: Uint8Array } {
+    const nonceCaller = crypto.getRandomValues(new Uint8Array(32));
+    const cpHash = sha256(cat(u32(cc), ...names, params));
+    const mac = hmac(sha256, this.sessionKey, cat(cpHash, nonceCaller, this.nonceTPM, Uint8Array.of(attrs)));
+    return { entry: new Writer().u32(this.handle).u16(32).raw(nonceCaller).u8(attrs).u16(mac.length).raw(mac).bytes(), nonceCaller };
+  }
+
+  /** Checks this session's response HMAC and takes its new nonceTPM. */
+  checkResponse(cc: number, rawParams: Uint8Array, sessions: Reader, nonceCaller: Uint8Array): void {
+    const nonceTPM = tpm2b.dec(sessions);
+    const attrs = sessions.u8();
+    const mac = tpm2b.dec(sessions);
+    const rpHash = sha256(cat(u32(0), u32(cc), rawParams));
+    const want = hmac(sha256, this.sessionKey, cat(rpHash, nonceTPM, nonceCaller, Uint8Array.of(attrs)));
+    if (!eq(mac, want)) throw new CvmError("TPM", "the TPM's response HMAC does not verify: the answer was altered on the way");
+    this.nonceTPM = nonceTPM;
+  }
+
+  /** AES-128-CFB over a response parameter (encrypt attribute): key ‖ iv = KDFa(sessionKey, "CFB", nonceTPM, nonceCaller). */
+  decryptResponse(data: Uint8Array, nonceCaller: Uint8Array): Uint8Array {
+    const kiv = kdfA(this.sessionKey, "CFB", this.nonceTPM, nonceCaller, 256);
+    try {
+      return cfb(kiv.slice(0, 16), kiv.slice(16, 32)).decrypt(data);
+    } finally {
+      kiv.fill(0);
+    }
+  }
+
+  /** AES-128-CFB over the first command parameter (decrypt attribute): key ‖ iv = KDFa(sessionKey, "CFB", nonceCaller, nonceTPM). */
+  encryptCommand(data: Uint8Array, nonceCaller: Uint8Array): Uint8Array {
+    const kiv = kdfA(this.sessionKey, "CFB", nonceCaller, this.nonceTPM, 256);
+    try {
+      return cfb(kiv.slice(0, 16), kiv.slice(16, 32)).encrypt(data);
+    } finally {
+      kiv.fill(0);
+    }
+  }
+
+  /** A fresh nonceCaller for a command that will encrypt its first parameter before computing the HMAC. */
+  static nonce(): Uint8Array {
+    return crypto.getRandomValues(new Uint8Array(32));
+  }
+
+  /** authEntry with a nonce chosen beforehand (the parameter was encrypted with it). */
+  authEntryWith(nonceCaller: Uint8Array, cc: number, names: Uint8Array[], params: Uint8Array, attrs: number): Uint8Array {
+    const cpHash = sha256(cat(u32(cc), ...names, params));
+    const mac = hmac(sha256, this.sessionKey, cat(cpHash, nonceCaller, this.nonceTPM, Uint8Array.of(attrs)));
+    return new Writer().u32(this.handle).u16(32).raw(nonceCaller).u8(attrs).u16(mac.length).raw(mac).bytes();
+  }
+
+  async flush(): Promise<void> {
+    this.sessionKey.fill(0);
+    await this.tpm.flush(this.handle).catch(() => {});
+  }
+}
+
+export const UNSEAL_CC = CC.Unseal;
