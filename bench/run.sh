@@ -2,10 +2,11 @@
 # npm run bench: every benchmark, each printing its figures and ratios against the peer of the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh base bench
+bash scripts/setup.sh base bench tpm
 npm run --silent build
 node_modules/.bin/bun bench/start.ts
 bash bench/unlock-vs-clevis.sh
 node_modules/.bin/bun bench/fuzz.ts
+bash bench/vtpm.sh
 # P5/P6 boot the VM several times (~5 min, root): skip with BENCH_BOOT=0
 [ "${BENCH_BOOT:-1}" = 0 ] || bash bench/boot.sh

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 declare -A GROUP=(
   [base]="keyutils cryptsetup-bin openssl"
-  [bench]="time clevis clevis-luks tang jose hyperfine socat curl jq"
+  [bench]="time clevis clevis-luks tang jose hyperfine socat curl jq tpm2-tools"
   [tpm]="swtpm swtpm-tools libtss2-esys-3.0.2-0 libtss2-mu0 libtss2-rc0 libtss2-tcti-device0 libtss2-tcti-swtpm0 gcc libc6-dev"
   [boot]="dracut-core dracut-network qemu-system-x86 ovmf systemd systemd-boot-efi udev dbus kmod e2fsprogs busybox-static zstd binutils dosfstools mtools fdisk"
 )

@@ -7,7 +7,7 @@ import { KbsClient } from "../kbs/client.js";
 import { chooseProvider } from "../tee/providers.js";
 import type { Runner } from "./command.js";
 import { loadEffective } from "./common.js";
-import { brokerOf, brokerTransport } from "./unlock.js";
+import { brokerOf, brokerTransport } from "./unlock-broker.js";
 
 /** The token's claims, decoded without verification (the broker verifies its own tokens). */
 export function decodeClaims(token: string): Record<string, any> {

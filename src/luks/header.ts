@@ -142,15 +142,24 @@ export async function readLuksHeaderFile(path: string): Promise<LuksHeader> {
     throw new CvmError("LUKS", `cannot open ${path} (${(e as NodeJS.ErrnoException).code})`);
   }
   try {
-    const size = fstatSync(fd).isBlockDevice() ? 8 << 20 : Math.min(fstatSync(fd).size, 8 << 20);
-    const buf = new Uint8Array(size);
-    let got = 0;
-    while (got < size) {
-      const n = readSync(fd, buf, got, size - got, got);
-      if (n <= 0) break;
-      got += n;
-    }
-    return parseLuks2(buf.subarray(0, got));
+    const limit = fstatSync(fd).isBlockDevice() ? 8 << 20 : Math.min(fstatSync(fd).size, 8 << 20);
+    const readAt = (buf: Uint8Array, from: number) => {
+      let got = 0;
+      while (got < buf.length) {
+        const n = readSync(fd, buf, got, buf.length - got, from + got);
+        if (n <= 0) break;
+        got += n;
+      }
+      return got;
+    };
+    // Both copies only: the primary's hdr_size says where the secondary ends (2 × hdr_size, usually 32 KiB).
+    // A damaged primary falls back to reading the largest area a secondary can sit in.
+    const first = new Uint8Array(4096);
+    const n = readAt(first, 0);
+    const hdrSize = n >= 16 ? Number(be64(first, 8)) : 0;
+    const want = HDR_SIZES.includes(hdrSize) ? Math.min(2 * hdrSize, limit) : limit;
+    const buf = new Uint8Array(want);
+    return parseLuks2(buf.subarray(0, readAt(buf, 0)));
   } finally {
     closeSync(fd);
   }

@@ -48,50 +48,97 @@ export function deviceTransport(native: Native, path: string): TpmTransport {
   };
 }
 
+type BunSocket = { write(b: Uint8Array): number; end(): void };
+type BunHandlers = { data(s: BunSocket, d: Uint8Array): void; close(s: BunSocket): void; error(s: BunSocket, e: Error): void; connectError?(s: BunSocket, e: Error): void };
+type BunConnect = (o: { hostname: string; port: number; socket: BunHandlers }) => Promise<BunSocket>;
+
+/** swtpm's server port. swtpm serves one client at a time and re-listens after each: a connect right after
+ *  another client left can be refused, so connecting is retried for up to ~1 s. */
 export async function swtpmTransport(host: string, port: number): Promise<TpmTransport> {
-  const net = await import("node:net");
-  const sock = net.createConnection({ host, port });
-  await new Promise<void>((resolve, reject) => {
-    sock.once("connect", resolve);
-    sock.once("error", (e) => reject(new CvmError("TPM", `swtpm ${host}:${port}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
-  });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await swtpmConnect(host, port);
+    } catch (e) {
+      if (attempt >= 50 || !/ECONNREFUSED|connection closed/i.test((e as Error).message)) throw e;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+/** Bun.connect in the compiled agent (loading node:net costs ~7 ms at start), node:net under Node. */
+async function swtpmConnect(host: string, port: number): Promise<TpmTransport> {
+  const name = `swtpm:host=${host},port=${port}`;
+  const f = framer(name);
+  const bun = (globalThis as { Bun?: { connect: BunConnect } }).Bun;
+  let write: (b: Uint8Array) => void;
+  let close: () => void;
+  try {
+    if (bun) {
+      const sock = await bun.connect({
+        hostname: host,
+        port,
+        socket: { data: (_s, d) => f.push(new Uint8Array(d)), close: () => f.fail(new Error("connection closed")), error: (_s, e) => f.fail(e), connectError: (_s, e) => f.fail(e) },
+      });
+      write = (b) => void sock.write(b);
+      close = () => sock.end();
+    } else {
+      const net = await import("node:net");
+      const sock = net.createConnection({ host, port });
+      await new Promise<void>((resolve, reject) => {
+        sock.once("connect", resolve);
+        sock.once("error", reject);
+      });
+      sock.on("data", (d: Buffer) => f.push(new Uint8Array(d)));
+      sock.on("error", (e) => f.fail(e));
+      sock.on("close", () => f.fail(new Error("connection closed")));
+      write = (b) => void sock.write(b);
+      close = () => sock.destroy();
+    }
+  } catch (e) {
+    throw new CvmError("TPM", `swtpm ${host}:${port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return {
+    name,
+    async send(cmd) {
+      write(cmd);
+      return f.next();
+    },
+    close,
+  };
+}
+
+/** Reassembles responses (a 10-byte header carrying the size, then the rest) from a byte stream. */
+function framer(name: string) {
   let pending: Uint8Array = new Uint8Array(0);
   let waiter: (() => void) | undefined;
   let failure: Error | undefined;
-  sock.on("data", (d: Buffer) => {
-    const next = new Uint8Array(pending.length + d.length);
-    next.set(pending);
-    next.set(d, pending.length);
-    pending = next;
-    waiter?.();
-  });
-  sock.on("error", (e) => {
-    failure = e;
-    waiter?.();
-  });
-  sock.on("close", () => {
-    failure ??= new Error("connection closed");
-    waiter?.();
-  });
-  const until = async (n: number): Promise<void> => {
+  const until = async (n: number) => {
     while (pending.length < n) {
-      if (failure) throw new CvmError("TPM", `swtpm ${host}:${port}: ${failure.message}`);
+      if (failure) throw new CvmError("TPM", `${name}: ${failure.message}`);
       await new Promise<void>((r) => (waiter = r));
       waiter = undefined;
     }
   };
   return {
-    name: `swtpm:host=${host},port=${port}`,
-    async send(cmd) {
-      sock.write(cmd);
+    push(d: Uint8Array) {
+      const next = new Uint8Array(pending.length + d.length);
+      next.set(pending);
+      next.set(d, pending.length);
+      pending = next;
+      waiter?.();
+    },
+    fail(e: Error) {
+      failure ??= e;
+      waiter?.();
+    },
+    async next(): Promise<Uint8Array> {
       await until(10);
       const size = new DataView(pending.buffer, pending.byteOffset + 2, 4).getUint32(0, false);
-      if (size < 10 || size > MAX_RESPONSE) throw new CvmError("TPM", `swtpm: response size ${size} out of range`);
+      if (size < 10 || size > MAX_RESPONSE) throw new CvmError("TPM", `${name}: response size ${size} out of range`);
       await until(size);
       const rsp = pending.slice(0, size);
       pending = pending.slice(size);
       return rsp;
     },
-    close: () => sock.destroy(),
   };
 }

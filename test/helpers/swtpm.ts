@@ -36,9 +36,10 @@ export async function startSwtpm(): Promise<Swtpm> {
   const proc = spawn("swtpm", ["socket", "--tpm2", "--tpmstate", `dir=${join(dir, "state")}`,
     "--server", `type=tcp,port=${port},bindaddr=127.0.0.1`, "--ctrl", `type=tcp,port=${port + 1},bindaddr=127.0.0.1`,
     "--flags", "not-need-init,startup-clear"], { stdio: "ignore" });
+  // Probe the control port: a probe on the server port races swtpm re-listening after the probe closes.
   for (let i = 0; i < 100; i++) {
     const up = await new Promise<boolean>((res) => {
-      const s = createConnection({ host: "127.0.0.1", port }, () => {
+      const s = createConnection({ host: "127.0.0.1", port: port + 1 }, () => {
         s.destroy();
         res(true);
       });

@@ -1,5 +1,5 @@
 // The compiled binary itself: help, version, exit codes, config errors, failure record, real keyring.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { COMMANDS } from "../../src/cli/registry.js";
@@ -56,7 +56,7 @@ describe("compiled binary", () => {
   });
 
   it("commands not built yet exit 11, never 0", () => {
-    for (const argv of [["convert"], ["seal"]]) {
+    for (const argv of [["seal"]]) {
       const r = runBin([...argv, "--json"]);
       expect(r.status).toBe(11);
       expect(r.json.error.code).toBe("NOT_IMPLEMENTED");

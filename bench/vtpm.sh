@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# bench/vtpm — on one swtpm with the fixtures' state (PCR 7 as sealed), same run:
+#   P2  convert: `cvm-unlock convert` vs the RHEL tpm2-tools sequence (shared/fixtures/tpm/convert-tpm2-tools.sh),
+#       each on a fresh copy of the tpm2-import fixture header (target <= 0.45x)
+#   P3  `cvm-unlock unlock` on a volume whose systemd-tpm2 token will unseal ("nothing to do", no network) vs
+#       `cvm-unlock --version` (target <= 15 ms over bare start)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${BENCH_RUNS:-15}
+F=../shared/fixtures/tpm
+W=$(mktemp -d /tmp/bench-vtpm.XXXXXX)
+SW=""
+cleanup() { [ -n "$SW" ] && kill "$SW" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+mkdir "$W/tpm" && tar -C "$W/tpm" -xzf "$F/tpm-state.tar.gz"
+P=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+swtpm socket --tpm2 --tpmstate dir="$W/tpm" --server type=tcp,port=$P,bindaddr=127.0.0.1 --ctrl type=tcp,port=$((P + 1)),bindaddr=127.0.0.1 --flags not-need-init,startup-clear &
+SW=$!
+# probe the control port: a probe on the server port races swtpm re-listening after the probe closes
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$((P + 1))") 2>/dev/null && break; sleep 0.05; done
+export TPM2TOOLS_TCTI=swtpm:host=127.0.0.1,port=$P
+tpm2_pcrextend "7:sha256=$(jq -r '.extend[0]' "$F/pcr.json")"
+SPEC=swtpm:host=127.0.0.1,port=$P
+
+hyperfine --style none --warmup 2 --runs "$RUNS" --export-json "$W/p2.json" \
+  --prepare "gzip -dc $F/tpm2-import/hdr.img.gz > $W/peer.img" -n rhel-tpm2-tools "bash $F/convert-tpm2-tools.sh $W/peer.img" \
+  --prepare "gzip -dc $F/tpm2-import/hdr.img.gz > $W/ours.img" -n cvm-unlock "$PWD/dist/cvm-unlock convert --device $W/ours.img --tpm-device $SPEC --run-dir $W/run" >/dev/null 2>&1
+gzip -dc "$F/systemd-tpm2/hdr.img.gz" > "$W/later.img"
+cat > "$W/config.json" <<JSON
+{ "broker": { "url": "http://127.0.0.1:9", "insecure_http": true }, "tpm": { "device": "$SPEC" }, "deadline_s": 10,
+  "volumes": [ { "name": "root", "device": "$W/later.img", "resource": "a/b/c" } ], "log_level": "warn" }
+JSON
+env -i "$PWD/dist/cvm-unlock" unlock --config "$W/config.json" --cmdline /dev/null --json | grep -q '"status":"nothing-to-do"' || { echo "P3 setup: unlock did not report nothing to do" >&2; exit 1; }
+hyperfine --style none -N --warmup 3 --runs "$((RUNS * 2))" --export-json "$W/p3.json" \
+  -n bare "$PWD/dist/cvm-unlock --version" -n nothing-to-do "env -i $PWD/dist/cvm-unlock unlock --config $W/config.json --cmdline /dev/null" >/dev/null 2>&1
+node -e '
+  const med = (f) => Object.fromEntries(JSON.parse(require("fs").readFileSync(f, "utf8")).results.map((r) => [r.command, r.median * 1000]));
+  const p2 = med(process.argv[1]), p3 = med(process.argv[2]);
+  const r = p2["cvm-unlock"] / p2["rhel-tpm2-tools"];
+  console.log(`bench/vtpm (P2) — convert one tpm2-import token on swtpm, ${process.argv[3]} runs each, hyperfine medians`);
+  console.log(`  RHEL tpm2-tools sequence ${p2["rhel-tpm2-tools"].toFixed(1)} ms   cvm-unlock convert ${p2["cvm-unlock"].toFixed(1)} ms (verifies the new token and the keyslot; secret never in clear)   ratio ${r.toFixed(2)}x   (target <= 0.45x: ${r <= 0.45 ? "meets target" : "MISSES target"})`);
+  const over = p3["nothing-to-do"] - p3.bare;
+  console.log(`bench/vtpm (P3) — unlock on a volume that needs nothing (token will unseal; no network)`);
+  console.log(`  bare start ${p3.bare.toFixed(1)} ms   unlock ${p3["nothing-to-do"].toFixed(1)} ms   +${over.toFixed(1)} ms   (target <= +15 ms: ${over <= 15 ? "meets target" : "MISSES target"})`);
+' "$W/p2.json" "$W/p3.json" "$RUNS"

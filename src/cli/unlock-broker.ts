@@ -1,0 +1,81 @@
+// The broker half of `unlock`, loaded only when a volume needs the broker: a boot that unlocks from the
+// vTPM never loads the KBS client, JOSE, the TEE providers or the HTTP transport.
+import type { Effective, Volume } from "../config/config.js";
+import { fetchResources } from "../flow/broker.js";
+import type { Deadline } from "../flow/deadline.js";
+import { answerAskPassword } from "../keyring/askpass.js";
+import { handOff } from "../keyring/handoff.js";
+import { KbsClient } from "../kbs/client.js";
+import type { Secret } from "../log/secret.js";
+import { startPassphraseCheck } from "../luks/cryptsetup.js";
+import { chooseProvider } from "../tee/providers.js";
+import type { Context, Result } from "./command.js";
+import { askIds, type UnlockDeps } from "./unlock.js";
+import { fetchTransport, type Transport } from "../kbs/transport.js";
+import type { Config } from "../config/config.js";
+import { CvmError } from "../errors.js";
+
+export async function unlockThroughBroker(
+  ctx: Context,
+  a: { eff: Effective; deps: UnlockDeps; deadline: Deadline; needBroker: Volume[]; devices: Map<string, string>; skipped: { name: string; reason: string }[] },
+): Promise<Result> {
+  const { eff, deps, deadline, needBroker, devices, skipped } = a;
+  const config = eff.config;
+  const provider = deps.provider ? deps.provider(eff, ctx) : chooseProvider({ allowSimulated: config.tee.allow_simulated, vmpl: config.tee.vmpl, log: ctx.log, native: ctx.native });
+  const transport = deps.transport ? deps.transport(eff) : brokerTransport(eff, ctx);
+  const broker = brokerOf(config);
+  const client = new KbsClient(transport, broker, () => deadline.timeoutMs());
+  ctx.log.info("attesting to the broker", { broker, tee: provider.tee, volumes: needBroker.map((v) => v.name).join(",") });
+
+  // The keyslot checks start now, waiting on stdin, so cryptsetup's start-up overlaps the broker round trips.
+  const checks = needBroker.map((v) => startPassphraseCheck(v.name, devices.get(v.name)!, Math.max(1000, Math.floor(deadline.remainingMs()))));
+  const brokerDeps = { ...deps.broker, client, brokerUrl: broker, provider, deadline, log: ctx.log, trace: ctx.trace };
+  let secrets: Map<string, Secret>;
+  try {
+    secrets = await fetchResources(brokerDeps, needBroker.map((v) => v.resource!));
+  } catch (e) {
+    checks.forEach((c) => c.abort());
+    throw e;
+  }
+  try {
+    await ctx.trace.run("check", () => Promise.all(needBroker.map((v, i) => checks[i]!.check(secrets.get(v.resource!)!))));
+    let serial: number | undefined;
+    if (config.keyring.handoff === "ask-password") {
+      const volumes = needBroker.map((v) => ({ name: v.name, match: askIds(v, devices.get(v.name)!), passphrase: secrets.get(v.resource!)! }));
+      await ctx.trace.run("ask-password", () => answerAskPassword({ volumes, deadline, log: ctx.log }));
+    } else {
+      serial = await ctx.trace.run("keyring", async () => handOff(await ctx.native(), config.keyring, orderedSecrets(needBroker, secrets)));
+      ctx.log.info("passphrases handed to systemd-cryptsetup", { keyring: config.keyring.keyring, key: config.keyring.key, serial });
+    }
+    return {
+      status: "done",
+      message: `unlocked ${needBroker.length} volume(s) through the broker: ${needBroker.map((v) => v.name).join(", ")}`,
+      data: {
+        volumes: needBroker.map((v) => ({ name: v.name, device: devices.get(v.name), source: "broker", resource: v.resource })),
+        skipped,
+        tee: provider.tee,
+        attempts: ctx.trace.attempts,
+        timings_ms: ctx.trace.timings_ms,
+        handoff: config.keyring.handoff,
+        keyring: { keyring: config.keyring.keyring, key: config.keyring.key, serial },
+      },
+    };
+  } finally {
+    for (const s of secrets.values()) s.wipe();
+  }
+}
+
+export function brokerTransport(eff: Effective, ctx: Context): Transport {
+  if (eff.config.broker?.insecure_http) ctx.log.warn("broker.insecure_http is set: talking to the broker over plain http (no TLS)", { broker: eff.config.broker.url });
+  return fetchTransport(eff.caPem);
+}
+
+export function brokerOf(config: Config): string {
+  if (!config.broker) throw new CvmError("CONFIG", "volumes name broker resources but there is no broker section");
+  return config.broker.url;
+}
+
+/** One passphrase per distinct resource, in volume order (volumes may share a resource). */
+export function orderedSecrets(volumes: Volume[], secrets: Map<string, Secret>): Secret[] {
+  return [...new Set(volumes.map((v) => v.resource!))].map((r) => secrets.get(r)!);
+}
