@@ -14,6 +14,9 @@ import { parseQuote, parseTdReport } from "../../src/tee/tdx/layout.js";
 import { DerError } from "../../src/tee/verify/der.js";
 import { parseCertificate } from "../../src/tee/verify/x509.js";
 import { luksModel, parseLuks2 } from "../../src/luks/header.js";
+import { parseImportToken } from "../../src/flow/convert.js";
+import { decode, TpmFormatError, TYPES } from "../../src/tpm/marshal.js";
+import { fixtureText } from "../helpers/fixtures.js";
 import { headerBytes } from "../helpers/fixtures.js";
 import { vbytes, vjson } from "../helpers/vectors.js";
 
@@ -54,11 +57,14 @@ const certTable = (() => {
 })();
 const snpJson = vjson("snp/snp-02-genoa-v3.trustee-evidence.json");
 const luks = headerBytes("systemd-tpm2").slice(0, 2 * 16384);
+const importToken = JSON.parse(fixtureText("tpm2-import/token.json"));
+const importHeader = parseLuks2(headerBytes("tpm2-import"));
+const sealPub = new Uint8Array(Buffer.from(importToken.seal_pub, "base64"));
 const luksJson = JSON.parse(new TextDecoder().decode(luks.subarray(4096, 16384)).replace(/\0+$/, ""));
 
 export const PROPERTIES: { name: string; share: number; prop: fc.IProperty<any> }[] = [
   { name: "SNP report parser", share: 0.1, prop: fc.property(mutated(snp), (b) => layoutOnly(() => parseReport(b))) },
-  { name: "SNP certificate table parser", share: 0.1, prop: fc.property(mutated(certTable), (b) => layoutOnly(() => parseCertTable(b))) },
+  { name: "SNP certificate table parser", share: 0.05, prop: fc.property(mutated(certTable), (b) => layoutOnly(() => parseCertTable(b))) },
   { name: "TDX quote parser", share: 0.15, prop: fc.property(mutated(quote), (b) => layoutOnly(() => parseQuote(b))) },
   { name: "TDREPORT parser", share: 0.05, prop: fc.property(mutated(tdreport), (b) => layoutOnly(() => parseTdReport(b))) },
   { name: "X.509/DER parser", share: 0.1, prop: fc.property(mutated(vcek), (b) => derOnly(() => parseCertificate(b))) },
@@ -68,7 +74,7 @@ export const PROPERTIES: { name: string; share: number; prop: fc.IProperty<any> 
     share: 0.1,
     prop: fc.property(fc.oneof(fc.jsonValue(), fc.constantFrom("version", "policy", "measurement", "current_tcb", "signature", "cpuid_fam_id").chain((k) => fc.jsonValue().map((v) => ({ ...snpJson, attestation_report: { ...snpJson.attestation_report, [k]: v } })))), (j) => cvmOnly(() => snpReportFromJson(j))),
   },
-  { name: "JWE shape parser", share: 0.1, prop: fc.property(fc.oneof(fc.jsonValue(), fc.record({ protected: fc.base64String(), encrypted_key: fc.string(), iv: fc.string(), ciphertext: fc.string(), tag: fc.string() })), (j) => cvmOnly(() => parseJwe(j))) },
+  { name: "JWE shape parser", share: 0.05, prop: fc.property(fc.oneof(fc.jsonValue(), fc.record({ protected: fc.base64String(), encrypted_key: fc.string(), iv: fc.string(), ciphertext: fc.string(), tag: fc.string() })), (j) => cvmOnly(() => parseJwe(j))) },
   { name: "config validator", share: 0.1, prop: fc.property(fc.jsonValue(), (j) => cvmOnly(() => parseConfig(j, "fuzz"))) },
   { name: "LUKS2 binary header", share: 0.05, prop: fc.property(mutated(luks, luks.length), (b) => cvmOnly(() => parseLuks2(b))) },
   {
@@ -76,6 +82,15 @@ export const PROPERTIES: { name: string; share: number; prop: fc.IProperty<any> 
     share: 0.05,
     prop: fc.property(fc.oneof(fc.jsonValue(), fc.constantFrom("keyslots", "tokens", "segments", "digests").chain((k) => fc.jsonValue().map((v) => ({ ...luksJson, [k]: v })))), (j) => cvmOnly(() => luksModel(j))),
   },
+  {
+    name: "tpm2-import token validator",
+    share: 0.05,
+    prop: fc.property(
+      fc.oneof(fc.jsonValue(), fc.constantFrom(...Object.keys(importToken)).chain((k) => fc.jsonValue().map((v) => ({ ...importToken, [k]: v })))),
+      (j) => cvmOnly(() => parseImportToken({ id: "0", type: "tpm2-import", keyslots: Array.isArray((j as any)?.keyslots) ? (j as any).keyslots.filter((x: unknown) => typeof x === "string") : ["1"], json: (j ?? {}) as Record<string, unknown> }, importHeader)),
+    ),
+  },
+  { name: "TPM2B_PUBLIC unmarshal", share: 0.05, prop: fc.property(mutated(sealPub), (b) => typed([TpmFormatError])(() => decode(TYPES.TPM2B_PUBLIC, b))) },
   { name: "u64-safe JSON parser", share: 0.05, prop: fc.property(fc.string(), (s) => typed([SyntaxError])(() => parseJsonBig(s))) },
 ];
 
