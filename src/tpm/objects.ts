@@ -1,18 +1,13 @@
 // The object-level operations the conversion needs, on top of the commands: primaries with the exact
 // templates systemd 252 and the RHEL converter use, Import/Load, PCR policy sessions, Unseal and Create.
 // Every handle created here is returned to the caller, who flushes it in a `finally`.
+import { concat, equalBytes } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import { Secret } from "../log/secret.js";
 import { ALG, decode, ECC_NIST_P256, encode, pcrMask, Reader, tpm2b, TYPES, Writer, type TpmtPublic } from "./marshal.js";
 import { BANKS, CC, RH, TpmError, type Tpm } from "./commands.js";
 import { EncryptSession, SESSION_ATTR } from "./session.js";
 
-const cat2 = (a: Uint8Array, b: Uint8Array) => {
-  const o = new Uint8Array(a.length + b.length);
-  o.set(a);
-  o.set(b, a.length);
-  return o;
-};
 
 /** A password session with an empty password (TPM_RS_PW). */
 export const PW_SESSION = new Writer().u32(RH.PW).u16(0).u8(0).u16(0).bytes();
@@ -107,7 +102,7 @@ export async function unsealWithPcrPolicy(tpm: Tpm, item: number, bank: string, 
     await policyPcr(tpm, session, bank, pcrs);
     if (expectDigest) {
       const d = await policyGetDigest(tpm, session);
-      if (!d.every((b, i) => b === expectDigest[i]) || d.length !== expectDigest.length) {
+      if (!equalBytes(d, expectDigest)) {
         throw new CvmError("TPM", `the current PCRs ${bank}:${pcrs.join(",")} do not satisfy the object's policy (PCR mismatch)`, { reason: "pcr-mismatch" });
       }
     }
@@ -117,7 +112,7 @@ export async function unsealWithPcrPolicy(tpm: Tpm, item: number, bank: string, 
     }
     const attrs = SESSION_ATTR.encrypt | SESSION_ATTR.continueSession;
     const second = enc.session.authEntry(CC.Unseal, [enc.itemName], new Uint8Array(0), attrs);
-    const rsp = await tpm.callAuth("Unseal", [item], new Uint8Array(0), cat2(policyAuth(session), second.entry));
+    const rsp = await tpm.callAuth("Unseal", [item], new Uint8Array(0), concat(policyAuth(session), second.entry));
     tpm2b.dec(rsp.sessions); // the policy session's nonceTPM
     rsp.sessions.u8();
     tpm2b.dec(rsp.sessions); // its (empty) HMAC
@@ -147,7 +142,7 @@ export async function createSealed(tpm: Tpm, parent: number, template: TpmtPubli
   try {
     const params = new Writer().raw(sens).raw(encode(TYPES.TPM2B_PUBLIC, template)).u16(0).u32(0).bytes();
     const attrs = SESSION_ATTR.decrypt | SESSION_ATTR.continueSession;
-    const auth = enc ? cat2(PW_SESSION, enc.session.authEntryWith(nonce, CC.Create, [enc.parentName], params, attrs)) : PW_SESSION;
+    const auth = enc ? concat(PW_SESSION, enc.session.authEntryWith(nonce, CC.Create, [enc.parentName], params, attrs)) : PW_SESSION;
     const rsp = await tpm.callAuth("Create", [parent], params, auth);
     if (enc) {
       tpm2b.dec(rsp.sessions); // the password session's response: empty nonce, attrs, empty hmac

@@ -2,19 +2,10 @@
 // (SHA-256 session hash), and PolicyAuthValue after it for PIN tokens. A token "will unseal" exactly when
 // this digest, over the current PCR values, equals its tpm2-policy-hash.
 import { sha256 } from "@noble/hashes/sha2.js";
+import { concat as cat, u32be } from "../bytes.js";
 import { encode, pcrMask, TYPES } from "./marshal.js";
 import { BANKS, CC } from "./commands.js";
 
-const u32be = (v: number) => Uint8Array.of((v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
-const cat = (...parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-};
 
 /** policyPCR = SHA-256(0³² ‖ CC_PolicyPCR ‖ TPML_PCR_SELECTION ‖ SHA-256(PCR values, ascending)). */
 export function policyPcrDigest(bank: string, values: Map<number, Uint8Array>, previous = new Uint8Array(32)): Uint8Array {

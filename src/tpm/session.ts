@@ -5,22 +5,12 @@
 import { cfb } from "@noble/ciphers/aes.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
+import { concat as cat, equalBytes as eq, u32be as u32 } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import { ALG, Reader, tpm2b, Writer } from "./marshal.js";
 import { CC, RH, type Tpm } from "./commands.js";
 
-const u32 = (v: number) => Uint8Array.of((v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
-const cat = (...p: Uint8Array[]) => {
-  const out = new Uint8Array(p.reduce((n, x) => n + x.length, 0));
-  let o = 0;
-  for (const x of p) {
-    out.set(x, o);
-    o += x.length;
-  }
-  return out;
-};
 const label = (s: string) => cat(new TextEncoder().encode(s), Uint8Array.of(0));
-const eq = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** KDFa with SHA-256: HMAC(key, i ‖ label ‖ 0 ‖ u ‖ v ‖ bits), concatenated and cut to `bits`. */
 export function kdfA(key: Uint8Array, lbl: string, u: Uint8Array, v: Uint8Array, bits: number): Uint8Array {
