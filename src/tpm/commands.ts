@@ -1,7 +1,7 @@
 // TPM 2.0 commands this agent sends, over any transport. Errors come back as TpmError with the decoded
 // response code. Transient handles loaded here are always flushed by the caller's `finally`.
 import { CvmError } from "../errors.js";
-import { decode, encode, pcrMask, pcrsOf, Reader, TYPES, Writer, type PcrSelection } from "./marshal.js";
+import { encode, pcrMask, pcrsOf, Reader, TYPES, Writer, type PcrSelection } from "./marshal.js";
 import { decodeRc, describeRc } from "./rc.js";
 import type { TpmTransport } from "./transport.js";
 
@@ -126,4 +126,3 @@ export class Tpm {
   }
 }
 
-export { decode };

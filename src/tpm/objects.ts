@@ -4,7 +4,7 @@
 import { concat, equalBytes } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import { Secret } from "../log/secret.js";
-import { ALG, decode, ECC_NIST_P256, encode, pcrMask, Reader, tpm2b, TYPES, Writer, type TpmtPublic } from "./marshal.js";
+import { ALG, decode, ECC_NIST_P256, encode, pcrMask, tpm2b, TYPES, Writer, type TpmtPublic } from "./marshal.js";
 import { BANKS, CC, RH, TpmError, type Tpm } from "./commands.js";
 import { EncryptSession, SESSION_ATTR } from "./session.js";
 
@@ -175,4 +175,3 @@ export function parsePublic(b: Uint8Array, what: string): TpmtPublic {
   }
 }
 
-export { Reader };
