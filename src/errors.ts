@@ -12,7 +12,6 @@ export const ERROR_CODES = {
   TPM: { exit: 8, what: "TPM failure" },
   LUKS: { exit: 9, what: "LUKS volume failure" },
   KEYRING: { exit: 10, what: "kernel keyring failure" },
-  NOT_IMPLEMENTED: { exit: 11, what: "not implemented yet" },
   INTERNAL: { exit: 1, what: "internal error" },
 } as const;
 

@@ -1,5 +1,4 @@
 // What a subcommand is, and what it gets to run with.
-import { CvmError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { Native } from "../native/types.js";
 import type { RunTrace } from "../flow/run.js";
@@ -48,14 +47,3 @@ export const CONFIG_FLAGS: FlagSpec[] = [
 ];
 export const RUN_DIR_FLAG: FlagSpec = { name: "run-dir", value: "DIR", help: "where the failure record goes (default /run/cvm-unlock)" };
 
-export function notImplemented(name: string, issue: string): Command {
-  return {
-    name,
-    summary: `(not implemented yet: ${issue})`,
-    flags: [JSON_FLAG],
-    positionals: 8,
-    load: async () => async () => {
-      throw new CvmError("NOT_IMPLEMENTED", `${name} is not implemented yet (${issue})`);
-    },
-  };
-}

@@ -1,5 +1,5 @@
 // Every subcommand, in help order: metadata here, implementations loaded on demand.
-import { CONFIG_FLAGS, JSON_FLAG, notImplemented, RUN_DIR_FLAG, type Command } from "./command.js";
+import { CONFIG_FLAGS, JSON_FLAG, RUN_DIR_FLAG, type Command } from "./command.js";
 
 const KEYRING_FLAGS = [
   { name: "keyring", value: "@u|@s", help: "keyring (default @u; selfcheck: @s)" },
@@ -28,7 +28,18 @@ export const COMMANDS: Command[] = [
     boot: true,
     load: async () => (await import("./convert.js")).convert,
   },
-  notImplemented("seal", "vTPM tokens issue"),
+  {
+    name: "seal",
+    summary: "owner side, offline: seal a new keyslot of an image to a target vTPM's storage key and PCR values (tpm2-import token)",
+    flags: [
+      { name: "srk", value: "FILE", help: "the target's storage key: TPM2B_PUBLIC file or RSA PEM public key" },
+      { name: "pcr-values", value: "FILE", help: 'JSON {"bank":"sha256","pcrs":{"7":"<hex>"}}: the values the target will have' },
+      { name: "enroll", value: "IMAGE", help: "the LUKS2 image: a new keyslot and the token are added (an existing passphrase on stdin)" },
+      { name: "unique", value: "FILE", help: "tpm2-tools unique file the target's storage key was made with (becomes unique_dat)" },
+      JSON_FLAG,
+    ],
+    load: async () => (await import("./seal.js")).seal,
+  },
   {
     name: "debug config",
     summary: "validate the config, apply the kernel command line, print the result",

@@ -55,13 +55,6 @@ describe("compiled binary", () => {
     expect(r.json).toMatchObject({ ok: false, error: { code: "USAGE", exit: 2 } });
   });
 
-  it("commands not built yet exit 11, never 0", () => {
-    for (const argv of [["seal"]]) {
-      const r = runBin([...argv, "--json"]);
-      expect(r.status).toBe(11);
-      expect(r.json.error.code).toBe("NOT_IMPLEMENTED");
-    }
-  });
 
   it.each([
     ["{oops", "not valid JSON"],
