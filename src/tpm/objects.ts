@@ -175,3 +175,14 @@ export function parsePublic(b: Uint8Array, what: string): TpmtPublic {
   }
 }
 
+
+/** TPM2_ReadPublic: an object's public area and Name. */
+export async function readPublic(tpm: Tpm, handle: number): Promise<{ public: TpmtPublic; name: Uint8Array }> {
+  const r = await tpm.call("ReadPublic", [handle], new Uint8Array(0));
+  return { public: TYPES.TPM2B_PUBLIC.dec(r), name: tpm2b.dec(r) };
+}
+
+/** TPM2_PolicyAuthValue on a policy session (PIN tokens: PolicyPCR, then this). */
+export async function policyAuthValue(tpm: Tpm, session: number): Promise<void> {
+  await tpm.call("PolicyAuthValue", [session], new Uint8Array(0));
+}

@@ -72,3 +72,32 @@ describe("response codes", () => {
     expect(d.where).toBe(where);
   });
 });
+
+describe("ReadPublic and PolicyAuthValue on swtpm", () => {
+  it("ReadPublic returns the created primary's public area and a Name equal to nameAlg ‖ SHA-256(public)", async () => {
+    const { createPrimary, readPublic, SYSTEMD_ECC_PRIMARY } = await import("../../src/tpm/objects.js");
+    const { nameOf } = await import("../../src/tpm/duplicate.js");
+    const p = await createPrimary(tpm, SYSTEMD_ECC_PRIMARY);
+    try {
+      const rp = await readPublic(tpm, p.handle);
+      expect(rp.public).toEqual(p.public);
+      expect(hex(rp.name)).toBe(hex(p.name));
+      expect(hex(nameOf(rp.public))).toBe(hex(rp.name));
+    } finally {
+      await tpm.flush(p.handle);
+    }
+  });
+
+  it("PolicyPCR + PolicyAuthValue on the TPM give the digest computed in software (the PIN token policy)", async () => {
+    const { policyAuthValue, policyGetDigest, policyPcr, startPolicySession } = await import("../../src/tpm/objects.js");
+    const s = await startPolicySession(tpm);
+    try {
+      await policyPcr(tpm, s, "sha256", [7]);
+      await policyAuthValue(tpm, s);
+      const onTpm = await policyGetDigest(tpm, s);
+      expect(hex(onTpm)).toBe(hex(tokenPolicyDigest("sha256", await tpm.pcrRead("sha256", [7]), true)));
+    } finally {
+      await tpm.flush(s);
+    }
+  });
+});
