@@ -64,10 +64,6 @@ export function startWithStdin(args: string[], timeoutMs: number, binary = "cryp
   };
 }
 
-/** Runs cryptsetup with the passphrase on stdin. */
-export function runWithPassphrase(args: string[], passphrase: Secret, timeoutMs: number, binary = "cryptsetup"): Promise<CryptsetupResult> {
-  return startWithStdin(args, timeoutMs, binary).submit(passphrase);
-}
 
 export interface PendingCheck {
   /** Resolves when the passphrase opens a keyslot; throws LUKS otherwise. */
@@ -91,7 +87,3 @@ export function startPassphraseCheck(name: string, path: string, timeoutMs: numb
   };
 }
 
-/** Resolves when the passphrase opens a keyslot of the LUKS volume at `path`; throws LUKS otherwise. */
-export function testPassphrase(name: string, path: string, passphrase: Secret, timeoutMs: number): Promise<void> {
-  return startPassphraseCheck(name, path, timeoutMs).check(passphrase);
-}
