@@ -3,12 +3,11 @@
 import { CvmError } from "../errors.js";
 import type { Secret } from "../log/secret.js";
 import { spawnWithStdin } from "../proc.js";
+import { startWithStdin } from "./cryptsetup.js";
 
-async function cryptsetup(args: string[], stdin: Uint8Array | Secret | undefined, what: string): Promise<{ code: number | null; stderr: string }> {
+async function cryptsetup(args: string[], stdin: Uint8Array | undefined, what: string): Promise<{ code: number | null; stderr: string }> {
   const child = await spawnWithStdin(["cryptsetup", ...args]);
-  if (stdin instanceof Uint8Array) child.end(stdin);
-  else if (stdin) stdin.use((b) => child.end(b));
-  else child.end(new Uint8Array(0));
+  child.end(stdin ?? new Uint8Array(0));
   const r = await child.exited;
   if (r.code !== 0 && what) throw new CvmError("LUKS", `${what}: cryptsetup exit ${r.code}: ${r.stderr.trim().split("\n").pop()?.slice(0, 200) ?? ""}`, { exit: r.code ?? -1 });
   return r;
@@ -23,7 +22,6 @@ export async function removeToken(device: string, id: string): Promise<void> {
 }
 
 /** True when the passphrase opens this keyslot (nothing is activated). */
-export async function keyslotOpens(device: string, keyslot: string, passphrase: Secret): Promise<boolean> {
-  const r = await cryptsetup(["open", "--test-passphrase", "--key-slot", keyslot, "--key-file=-", device], passphrase, "");
-  return r.code === 0;
+export async function keyslotOpens(device: string, keyslot: string, passphrase: Secret, timeoutMs = 60_000): Promise<boolean> {
+  return (await startWithStdin(["open", "--test-passphrase", "--key-slot", keyslot, "--key-file=-", device], timeoutMs).submit(passphrase)).ok;
 }

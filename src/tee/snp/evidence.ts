@@ -4,7 +4,7 @@
 // every signed byte: fromJson(toJson(r)) encodes to the same 1184 bytes.
 import type { Parsed } from "../layout.js";
 import { CvmError } from "../../errors.js";
-import { decodeTcb, encodeReport, parseReport, productFromCpuid, type CertEntry, type Product, type SnpReport, type Tcb } from "./layout.js";
+import { decodeTcb, encodeReport, encodeTcb, parseReport, productFromCpuid, type CertEntry, type Product, type SnpReport, type Tcb } from "./layout.js";
 
 const arr = (v: unknown) => Array.from(v as Uint8Array);
 const tcbJson = (raw: unknown, p: Product) => {
@@ -65,10 +65,7 @@ function tcbRaw(v: unknown, product: Product, name: string): bigint {
   const t = v as Record<string, unknown>;
   const x: Tcb = { bootloader: num(t.bootloader, `${name}.bootloader`, 255), tee: num(t.tee, `${name}.tee`, 255), snp: num(t.snp, `${name}.snp`, 255), microcode: num(t.microcode, `${name}.microcode`, 255) };
   if (t.fmc !== null && t.fmc !== undefined) x.fmc = num(t.fmc, `${name}.fmc`, 255);
-  let raw = 0n;
-  const pos = product === "Turin" ? { fmc: 0, bootloader: 1, tee: 2, snp: 3, microcode: 7 } : { bootloader: 0, tee: 1, snp: 6, microcode: 7 };
-  for (const [k, i] of Object.entries(pos)) raw |= BigInt(x[k as keyof Tcb] ?? 0) << BigInt(8 * i);
-  return raw;
+  return encodeTcb(x, product);
 }
 
 /** Rebuilds the binary report from Trustee JSON (as Trustee does); `product` is needed for v2. */
