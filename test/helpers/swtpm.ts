@@ -48,6 +48,20 @@ export async function startSwtpm(): Promise<Swtpm> {
     if (up) break;
     await new Promise((r) => setTimeout(r, 50));
   }
+  // Ready means the server port answers a TPM command (it can lag the control port on a loaded machine).
+  const { Tpm } = await import("../../src/tpm/commands.js");
+  const { swtpmTransport } = await import("../../src/tpm/transport.js");
+  for (let i = 0; ; i++) {
+    try {
+      const t = new Tpm(await swtpmTransport("127.0.0.1", port));
+      await t.getRandom(1);
+      t.transport.close();
+      break;
+    } catch (e) {
+      if (i >= 20) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
   return {
     port,
     spec: `swtpm:host=127.0.0.1,port=${port}`,
