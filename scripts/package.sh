@@ -13,6 +13,7 @@ install_tree() {
     install -D -m 0755 dracut-module/90cvm-unlock/module-setup.sh "$d/usr/lib/dracut/modules.d/90cvm-unlock/module-setup.sh"
     install -D -m 0644 systemd/cvm-unlock.service "$d/usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock.service"
     install -D -m 0644 systemd/cvm-unlock-askpass.service "$d/usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock-askpass.service"
+    install -D -m 0644 systemd/cvm-unlock-convert.service "$d/usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock-convert.service"
     install -D -m 0644 systemd/dracut.conf "$d/usr/lib/dracut/dracut.conf.d/90-cvm-unlock.conf"
     install -D -m 0644 systemd/config.sample.json "$d/usr/share/doc/cvm-unlock/config.sample.json"
     install -D -m 0644 README.md "$d/usr/share/doc/cvm-unlock/README.md"
@@ -32,6 +33,7 @@ Version: $version
 Architecture: amd64
 Maintainer: cvm-unlock developers <cvm-unlock@localhost>
 Depends: libc6, dracut-core, dracut-network, cryptsetup-bin, systemd
+Recommends: tpm2-tools, libtss2-tcti-device0
 Section: admin
 Priority: optional
 Description: unlock confidential VM disks at boot by remote attestation

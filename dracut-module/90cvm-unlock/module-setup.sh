@@ -15,8 +15,15 @@ check() {
     return 0
 }
 
+# Does the config put vTPM tokens on the volumes (tpm.tokens)? Asked of the binary, which owns the schema.
+cvm_unlock_tokens() {
+    [[ -n $("$(cvm_unlock_bin)" debug config --config "$(cvm_unlock_confdir)/config.json" --cmdline /dev/null --crypttab 2>/dev/null) ]]
+}
+
 depends() {
     echo systemd crypt systemd-networkd
+    # vTPM images: systemd-cryptsetup's systemd-tpm2 token plugin, the tss2 libraries it loads, tpm udev rules.
+    cvm_unlock_tokens && echo tpm2-tss
     return 0
 }
 
@@ -52,6 +59,9 @@ install() {
         inst_simple "$moddir/cvm-unlock.service" "$systemdsystemunitdir/cvm-unlock.service"
     fi
     $SYSTEMCTL -q --root "$initdir" enable "$unit"
+    if cvm_unlock_tokens; then
+        cvm_unlock_install_vtpm "$bin" "$conf"
+    fi
 
     # Timeout and failure handling follow the config (on_failure, deadline_s).
     on_failure=$(sed -n 's/.*"on_failure":"\([a-z]*\)".*/\1/p' <<< "$json")
@@ -67,4 +77,24 @@ install() {
         mkdir -p "$initdir/etc/cmdline.d"
         echo "rd.shell=0 rd.emergency=poweroff" > "$initdir/etc/cmdline.d/90cvm-unlock.conf"
     fi
+}
+
+# tpm.tokens: the first-boot conversion unit, and tpm2-device=auto with a second try for every volume
+# (crypttab in the initramfs; an entry already there, e.g. the host's in hostonly mode, is kept, but must
+# name a TPM itself). A per-UUID rd.luks.options= on the kernel command line replaces these options.
+cvm_unlock_install_vtpm() {
+    local bin=$1 conf=$2 line name dev tab="$initdir/etc/crypttab"
+    inst_simple "$moddir/cvm-unlock-convert.service" "$systemdsystemunitdir/cvm-unlock-convert.service"
+    $SYSTEMCTL -q --root "$initdir" enable cvm-unlock-convert.service
+    mkdir -p "$initdir/etc"
+    while read -r line; do
+        [[ -n $line ]] || continue
+        read -r name dev _ <<< "$line"
+        if [[ -f $tab ]] && grep -qE "^[[:space:]]*[^#[:space:]]+[[:space:]]+($dev|/dev/disk/by-uuid/${dev#UUID=})([[:space:]]|\$)" "$tab"; then
+            grep -E "^[[:space:]]*[^#[:space:]]+[[:space:]]+($dev|/dev/disk/by-uuid/${dev#UUID=})([[:space:]]|\$)" "$tab" | grep -q 'tpm2-device=' \
+                || dwarn "cvm-unlock: /etc/crypttab in the image lists $dev without tpm2-device=; its vTPM token will not be used"
+            continue
+        fi
+        echo "$line" >> "$tab"
+    done <<< "$("$bin" debug config --config "$conf/config.json" --cmdline /dev/null --crypttab)"
 }

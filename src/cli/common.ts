@@ -3,6 +3,9 @@ import { readFileSync } from "node:fs";
 import { applyCmdline } from "../config/cmdline.js";
 import { DEFAULT_CONFIG_PATH, parseConfig, readConfigFile, resolveCa, type Effective } from "../config/config.js";
 import { CvmError } from "../errors.js";
+import type { Volume } from "../config/config.js";
+import { waitFor, type Deadline } from "../flow/deadline.js";
+import { deviceExists, devicePath } from "../luks/cryptsetup.js";
 import type { Context } from "./command.js";
 
 export function loadEffective(ctx: Context): Effective {
@@ -31,4 +34,16 @@ export function checkEnvironment(env: Readonly<Record<string, string | undefined
   if (bad.length > 0) {
     throw new CvmError("CONFIG", `refusing to run with ${bad.join(", ")} set in the environment (start the agent with a clean environment)`, { env: bad.join(",") });
   }
+}
+
+/** Waits (within the deadline) until every volume's device exists; returns name → device path. */
+export async function waitForDevices(volumes: Volume[], deadline: Deadline, ctx: Context): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const v of volumes) {
+    const path = devicePath(v.device);
+    if (!deviceExists(path)) ctx.log.info("waiting for device", { volume: v.name, device: path });
+    await waitFor(deadline, () => (deviceExists(path) ? true : undefined), () => new CvmError("LUKS", `volume ${v.name}: device ${path} did not appear within the deadline`, { volume: v.name }));
+    out.set(v.name, path);
+  }
+  return out;
 }

@@ -1,11 +1,13 @@
 // debug luks DEVICE / debug tpm: what is on a volume and which path would unlock it, and the TPM's PCRs
 // with, for each configured volume's systemd-tpm2 tokens, whether the next boot would unseal them.
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { checkTpm2Token, planVolumes } from "../flow/plan.js";
 import { readLuksHeaderFile } from "../luks/header.js";
 import { devicePath } from "../luks/cryptsetup.js";
 import { Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
+import { encode, TYPES } from "../tpm/marshal.js";
+import { createPrimary, rhelSrkTemplate } from "../tpm/objects.js";
 import { CvmError } from "../errors.js";
 import type { Context, Runner } from "./command.js";
 import { loadEffective } from "./common.js";
@@ -57,8 +59,22 @@ export const debugTpm: Runner = async (ctx) => {
       const [plan] = await planVolumes([{ volume: v, path }], { tpm: async () => tpm, log: ctx.log });
       volumes.push({ name: v.name, device: path, next_boot: plan!.skip ? "unlocks from the vTPM" : v.resource ? "needs the broker" : "needs a passphrase", tokens: plan!.tokens });
     }
-    return { status: "done", message: `TPM ${tpm.transport.name}: ${banks.map((b) => `${b.bank}(${b.pcrs.length})`).join(", ")}`, data: { banks, sha256: pcrs, volumes } };
+    let srk: { file: string; name: string } | undefined;
+    if (typeof ctx.flags["srk-out"] === "string") srk = await writeSrk(tpm, ctx.flags["srk-out"]);
+    return { status: "done", message: `TPM ${tpm.transport.name}: ${banks.map((b) => `${b.bank}(${b.pcrs.length})`).join(", ")}${srk ? `; storage key written to ${srk.file}` : ""}`, data: { banks, sha256: pcrs, volumes, srk } };
   } finally {
     tpm.transport.close();
   }
 };
+
+/** The storage key the owner seals to: the RHEL SRK template's primary (deterministic from the owner seed). */
+async function writeSrk(tpm: Tpm, file: string): Promise<{ file: string; name: string }> {
+  const p = await createPrimary(tpm, rhelSrkTemplate());
+  await tpm.flush(p.handle).catch(() => {});
+  try {
+    writeFileSync(file, encode(TYPES.TPM2B_PUBLIC, p.public), { mode: 0o644 });
+  } catch (e) {
+    throw new CvmError("USAGE", `--srk-out ${file}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  return { file, name: Buffer.from(p.name).toString("hex") };
+}

@@ -1,4 +1,5 @@
 // cvm-unlock debug …: read-only views for admins, and the self-check the demo runs.
+import type { Config } from "../config/config.js";
 import { CvmError } from "../errors.js";
 import { handOff, inspectKey, readBack, removeKey, type KeyringTarget } from "../keyring/handoff.js";
 import { Secret } from "../log/secret.js";
@@ -15,6 +16,11 @@ function keyringTarget(ctx: Context, fallbackKey: string): KeyringTarget {
 
 export const debugConfig: Runner = async (ctx) => {
   const eff = loadEffective(ctx);
+  if (ctx.flags.crypttab === true) {
+    const lines = crypttabLines(eff.config);
+    // Plain output is the crypttab text itself (the dracut module appends it); --json adds the list.
+    return { status: lines.length ? "done" : "nothing-to-do", message: lines.join("\n"), data: ctx.flags.json === true ? { crypttab: lines } : undefined };
+  }
   return {
     status: "done",
     message: `config ${eff.source} is valid${eff.disabled ? " (agent disabled by the kernel command line)" : ""}`,
@@ -86,3 +92,15 @@ export const debugSelfcheck: Runner = async (ctx) => {
     secret.wipe();
   }
 };
+
+/** With tpm.tokens, every volume gets tpm2-device=auto (systemd-cryptsetup unlocks from its systemd-tpm2
+ *  token) and a second try: 252 spends the first on the TPM, the second asks through ask-password, which
+ *  the agent answers from the broker when the token is missing or stale. UUID volumes are named luks-<UUID>,
+ *  as rd.luks.uuid= would name them, so root=/dev/mapper/luks-<UUID> keeps working. */
+export function crypttabLines(c: Config): string[] {
+  if (!c.tpm.tokens) return [];
+  return c.volumes.map((v) => {
+    const uuid = /^UUID=(.+)$/.exec(v.device)?.[1];
+    return `${uuid ? `luks-${uuid}` : v.name} ${v.device} none tpm2-device=auto,tries=2,timeout=${c.deadline_s}s`;
+  });
+}

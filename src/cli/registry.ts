@@ -43,7 +43,7 @@ export const COMMANDS: Command[] = [
   {
     name: "debug config",
     summary: "validate the config, apply the kernel command line, print the result",
-    flags: [...CONFIG_FLAGS, JSON_FLAG],
+    flags: [...CONFIG_FLAGS, { name: "crypttab", help: "print the initramfs crypttab lines a tpm.tokens image needs (used by the dracut module)" }, JSON_FLAG],
     load: async () => (await import("./debug.js")).debugConfig,
   },
   {
@@ -104,7 +104,12 @@ export const COMMANDS: Command[] = [
   {
     name: "debug tpm",
     summary: "PCR banks and values; for each configured volume, whether its systemd-tpm2 token will unseal",
-    flags: [{ name: "tpm-device", value: "DEV", help: "default: the config's tpm.device, else /dev/tpmrm0" }, ...CONFIG_FLAGS, JSON_FLAG],
+    flags: [
+      { name: "tpm-device", value: "DEV", help: "default: the config's tpm.device, else /dev/tpmrm0" },
+      { name: "srk-out", value: "FILE", help: "also write this TPM's storage key (RHEL SRK template, TPM2B_PUBLIC) for the owner's `seal --srk`" },
+      ...CONFIG_FLAGS,
+      JSON_FLAG,
+    ],
     load: async () => (await import("./debug-vtpm.js")).debugTpm,
   },
   {

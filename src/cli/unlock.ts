@@ -5,14 +5,12 @@ import type { Effective, Volume } from "../config/config.js";
 import type { BrokerDeps } from "../flow/broker.js";
 import type { Transport } from "../kbs/transport.js";
 import type { EvidenceProvider } from "../tee/evidence.js";
-import { CvmError } from "../errors.js";
 import { planVolumes } from "../flow/plan.js";
 import { Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
-import { Deadline, waitFor } from "../flow/deadline.js";
-import { deviceExists, devicePath } from "../luks/cryptsetup.js";
+import { Deadline } from "../flow/deadline.js";
 import type { Context, Runner } from "./command.js";
-import { checkEnvironment, loadEffective } from "./common.js";
+import { checkEnvironment, loadEffective, waitForDevices } from "./common.js";
 
 /** Seams for tests: the transport and evidence provider can be swapped; defaults are the real ones. */
 export interface UnlockDeps {
@@ -68,17 +66,4 @@ async function openTpmQuietly(device: string, ctx: Context): Promise<Tpm | undef
 export function askIds(v: Volume, path: string): string[] {
   const m = /^UUID=(.+)$/.exec(v.device);
   return m ? [path, `/dev/disk/by-uuid/${m[1]}`, m[1]!] : [path];
-}
-
-
-
-async function waitForDevices(volumes: Volume[], deadline: Deadline, ctx: Context): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  for (const v of volumes) {
-    const path = devicePath(v.device);
-    if (!deviceExists(path)) ctx.log.info("waiting for device", { volume: v.name, device: path });
-    await waitFor(deadline, () => (deviceExists(path) ? true : undefined), () => new CvmError("LUKS", `volume ${v.name}: device ${path} did not appear within the deadline`, { volume: v.name }));
-    out.set(v.name, path);
-  }
-  return out;
 }

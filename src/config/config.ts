@@ -19,7 +19,7 @@ export interface Config {
   deadline_s: number;
   volumes: Volume[];
   keyring: { keyring: "@u" | "@s"; key: string; timeout_s: number; handoff: "keyring" | "ask-password" };
-  tpm: { device: string };
+  tpm: { device: string; tokens: boolean };
   on_failure: "poweroff" | "emergency";
   log_level: Level;
 }
@@ -75,6 +75,11 @@ function crossCheck(c: Config, problems: string[]): void {
     if (https && c.broker.ca === undefined) problems.push("broker.ca: required for an https broker (the only CA trusted)");
     if (!https && c.broker.ca !== undefined) problems.push("broker.ca: set, but broker.url is plain http");
     if (https && c.broker.insecure_http) problems.push("broker.insecure_http: true, but broker.url is https; remove one");
+  }
+  // systemd-cryptsetup 252 accepts a cached (keyring) passphrase on its first try only, and tpm2-device=auto
+  // spends that try on the TPM: after a stale or missing token it asks through ask-password, never the keyring.
+  if (c.tpm.tokens && c.keyring.handoff === "keyring" && c.volumes.some((v) => v.resource !== undefined)) {
+    problems.push('keyring.handoff: must be "ask-password" when tpm.tokens is true (systemd-cryptsetup reads the keyring only on its first try, which tpm2-device=auto spends on the TPM)');
   }
 }
 

@@ -93,6 +93,9 @@ export const CONFIG_SCHEMA: Spec = {
         kind: "object",
         fields: {
           device: { spec: { kind: "string", expect: "a TPM device path (/dev/tpmrm0) or swtpm:host=H,port=P", check: (s) => /^\/dev\/[\w./-]+$|^swtpm:host=[^,]+,port=\d{1,5}$/.test(s) }, default: "/dev/tpmrm0" },
+          // The volumes carry vTPM tokens: the image converts tpm2-import tokens at first boot and lets
+          // systemd-cryptsetup unlock from systemd-tpm2 tokens (tpm2-device=auto); the broker is the fallback.
+          tokens: { spec: { kind: "bool" }, default: false },
         },
       },
       default: {},

@@ -10,6 +10,22 @@
 #           alone takes ~17 s, so "20 s after power-on" would be over before the agent asks) → the agent
 #           retries with backoff inside its deadline and unlocks
 #   boot 4  OVMF: boot 1 again from a UKI (dracut --uefi, systemd-boot stub, command line embedded)
+# The vTPM boots (OVMF, a UKI whose config has tpm.tokens; swtpm as the guest's TPM, one state for all four):
+#   boot 5  calibration: no TPM token yet, broker up → systemd-cryptsetup's TPM try finds nothing, the agent
+#           answers its password request from the broker; root's init prints PCR 4 and 7 (sha256)
+#   (host)  the owner seals: `cvm-unlock seal` to the guest vTPM's storage key (read from the same swtpm
+#           state on 127.0.0.1) and the PCR values boot 5 printed → a keyslot and a tpm2-import token
+#   boot 6  first vTPM boot, broker stopped: cvm-unlock-convert turns tpm2-import into systemd-tpm2 in the
+#           initramfs, systemd-cryptsetup unlocks from the vTPM; afterwards the header has no tpm2-import
+#           token and a systemd-tpm2 one
+#   boot 7  later vTPM boot, broker stopped: unlocks from the vTPM; the agent says "nothing to do" (its own
+#           time printed) and never waits for the network
+#   boot 8  a UKI with another command line (PCR 4 changes), broker up: the agent finds the token stale,
+#           logs it, and the broker unlocks root
+# Why a calibration boot and not a prediction from the event log: the UKI sealed to is the very file boot 5
+# booted, with the same firmware, fresh OVMF variables and disks, so every PCR 4/7 event repeats; the values
+# are read from the TPM (not trusted from a replay), and prediction (Authenticode hashes substituted into the
+# log, shared/reference/pcr-prediction.md) is only needed for a UKI that has not booted yet — an update.
 # In every boot the passphrase must appear nowhere on the serial console.
 # Usage: test/e2e/boot.sh [--keep] [--only N,N]      Ends with "N passed, N failed".
 set -euo pipefail
@@ -22,7 +38,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --keep) export E2E_KEEP=1; shift ;;
         --only) ONLY=",$2,"; shift 2 ;;
-        *) echo "usage: $0 [--keep] [--only 1,2,3,4]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--keep] [--only 1,2,...,8]  (6-8 build on 5)" >&2; exit 2 ;;
     esac
 done
 want() { [ -z "$ONLY" ] || [[ $ONLY == *",$1,"* ]]; }
@@ -91,14 +107,21 @@ MARKER='CVM-UNLOCK-E2E: root mounted'
 verdict() {
     local name=$1 serial=$2 expect=$3 why=""
     if grep -qF "$PASS_PHRASE" "$serial" "$S/broker.log"; then why="the passphrase appears in a log"; fi
-    if [ -z "$why" ] && grep -q 'Please enter passphrase' "$serial"; then why="systemd-cryptsetup prompted on the console"; fi
+    # With the ask-password hand-off the console agent shows the prompt while cvm-unlock answers it.
+    if [ -z "$why" ] && [ "$expect" != unlock-askpass ] && grep -q 'Please enter passphrase' "$serial"; then why="systemd-cryptsetup prompted on the console"; fi
     if [ -z "$why" ] && [ "$QEMU_RC" = 124 ]; then why="timed out after ${E2E_BOOT_TIMEOUT:-300} s"; fi
     if [ -z "$why" ] && [ "$QEMU_RC" = retry-missing ]; then why="the agent never saw the broker down (no failed attempt logged)"; fi
     if [ -z "$why" ]; then
         case $expect in
-            unlock)
+            unlock|unlock-askpass)
                 grep -qF "$MARKER" "$serial" || why="root was not mounted"
                 [ -z "$why" ] && ! grep -q 'cvm-unlock: unlocked 1 volume' "$serial" && why="the agent did not report the unlock"
+                ;;
+            vtpm)
+                grep -qF "$MARKER" "$serial" || why="root was not mounted"
+                [ -z "$why" ] && ! grep -q 'cvm-unlock: nothing to do: root unlocks from its vTPM token' "$serial" && why="the agent did not say nothing to do"
+                [ -z "$why" ] && grep -qE 'cvm-unlock: (attesting|waiting for a route|unlocked)' "$serial" && why="the agent went to the network"
+                [ -z "$why" ] && ! grep -qa 'Finished.*systemd-cryptsetu' "$serial" && why="systemd-cryptsetup did not finish"
                 ;;
             poweroff)
                 grep -qF "$MARKER" "$serial" && why="root was mounted although the broker refused"
@@ -108,6 +131,8 @@ verdict() {
                 ;;
         esac
     fi
+    [ -z "$why" ] && [ -n "${EXTRA_WHY:-}" ] && why=$EXTRA_WHY
+    EXTRA_WHY=""
     local agent; agent=$(grep -o 'cvm-unlock: [a-z].*' "$serial" | tail -n 4 | tr '\n' '|' | cut -c1-300)
     if [ -z "$why" ]; then result "$name" PASS "boot ${BOOT_SECS} s; agent: $agent"
     else result "$name" FAIL "$why; boot ${BOOT_SECS} s"; tail -n 60 "$serial" | sed 's/^/    | /' >&2; fi
@@ -145,6 +170,82 @@ if want 4; then
     run_qemu ovmf "$S/serial-4.log" -drive "file=$S/esp.img,if=none,id=esp,format=raw" -device virtio-blk-pci,drive=esp,bootindex=0
     stop_broker
     verdict "boot 4 (OVMF, UKI, broker releases the key)" "$S/serial-4.log" unlock
+fi
+
+if want 5 || want 6 || want 7 || want 8; then
+    # The vTPM image: same broker and volume, ask-password hand-off (systemd-cryptsetup 252 never reads the
+    # keyring after its TPM try), tpm.tokens; no rd.luks.options, so the module's crypttab applies.
+    VCONFDIR="$S/conf-vtpm"
+    mkdir -p "$VCONFDIR" && cp "$CONFDIR/ca.pem" "$VCONFDIR/"
+    cat > "$VCONFDIR/config.json" <<JSON
+{
+  "broker": { "url": "https://10.0.2.2:$PORT", "ca": "ca.pem" },
+  "tee": { "allow_simulated": true },
+  "deadline_s": 120,
+  "volumes": [ { "name": "root", "device": "UUID=$UUID", "resource": "e2e/luks/root" } ],
+  "keyring": { "handoff": "ask-password" },
+  "tpm": { "tokens": true },
+  "on_failure": "poweroff"
+}
+JSON
+    VCMDLINE="console=ttyS0 panic=1 rd.luks.uuid=$UUID root=/dev/mapper/luks-$UUID rootfstype=ext4 rw ip=dhcp rd.neednet=1"
+    t=$(now)
+    CONFDIR=$VCONFDIR build_image "$S/uki-a.efi" --uefi --uefi-stub /usr/lib/systemd/boot/efi/linuxx64.efi.stub --kernel-image "$VMLINUZ" --kernel-cmdline "$VCMDLINE"
+    check_image_binary "$S/uki-a.efi"
+    check_vtpm_image "$S/uki-a.efi"
+    make_esp "$S/uki-a.efi" "$S/esp-a.img"
+    log "vTPM UKI $(du -m "$S/uki-a.efi" | cut -f1) MiB built in $(since "$t") s; crypttab, convert unit and tss2 inside"
+    VTPM="$S/vtpm"
+    make_vtpm_state "$VTPM"
+    boot_vtpm() { # name serial esp
+        start_vtpm "$VTPM"
+        run_qemu ovmf "$2" -drive "file=$3,if=none,id=esp,format=raw" -device virtio-blk-pci,drive=esp,bootindex=0
+        stop_vtpm
+    }
+    tokens() { cryptsetup luksDump --dump-json-metadata "$ROOT_IMG" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(Object.values(JSON.parse(s).tokens).map(t=>t.type).sort().join(",")))'; }
+
+    start_broker
+    boot_vtpm 5 "$S/serial-5.log" "$S/esp-a.img"
+    stop_broker
+    EXTRA_WHY=""
+    pcr4=$(sed -n 's/.*CVM-UNLOCK-E2E: pcr sha256 4 \([0-9A-Fa-f]\{64\}\).*/\1/p' "$S/serial-5.log" | tr A-F a-f | head -n1)
+    pcr7=$(sed -n 's/.*CVM-UNLOCK-E2E: pcr sha256 7 \([0-9A-Fa-f]\{64\}\).*/\1/p' "$S/serial-5.log" | tr A-F a-f | head -n1)
+    [ -n "$pcr4" ] && [ -n "$pcr7" ] || EXTRA_WHY="root's init printed no PCR 4/7 values"
+    verdict "boot 5 (OVMF + vTPM, calibration: no token yet, broker answers systemd's password request)" "$S/serial-5.log" unlock-askpass
+    log "calibration: PCR 4 = $pcr4, PCR 7 = $pcr7"
+
+    # The owner's side: the guest vTPM's storage key and the calibrated PCRs → keyslot + tpm2-import token.
+    srk_out() { "$PKGROOT/usr/bin/cvm-unlock" debug tpm --tpm-device "$SWTPM_SPEC" --srk-out "$S/srk.pub" >/dev/null; }
+    with_vtpm_tcp "$VTPM" srk_out || log "reading the guest vTPM's storage key failed"
+    printf '{"bank":"sha256","pcrs":{"4":"%s","7":"%s"}}\n' "$pcr4" "$pcr7" > "$S/pcr.json"
+    printf %s "$PASS_PHRASE" | env -i PATH="$PATH" "$PKGROOT/usr/bin/cvm-unlock" seal --srk "$S/srk.pub" --pcr-values "$S/pcr.json" --enroll "$ROOT_IMG" >"$S/seal.log" 2>&1 \
+        || { cat "$S/seal.log" >&2; log "seal failed"; }
+    log "sealed for the guest vTPM: tokens now $(tokens)"
+
+    if want 6 || want 7 || want 8; then
+        boot_vtpm 6 "$S/serial-6.log" "$S/esp-a.img"
+        after=$(tokens)
+        grep -q 'cvm-unlock: converted 1 tpm2-import token' "$S/serial-6.log" || EXTRA_WHY="no conversion reported in the initramfs"
+        [ "$after" = systemd-tpm2 ] || EXTRA_WHY="${EXTRA_WHY:+$EXTRA_WHY; }tokens after the boot: $after (want systemd-tpm2 only)"
+        verdict "boot 6 (OVMF + vTPM, first boot, broker stopped: converted in the initramfs, unlocked from the vTPM; tokens now $after)" "$S/serial-6.log" vtpm
+    fi
+    if want 7 || want 8; then
+        boot_vtpm 7 "$S/serial-7.log" "$S/esp-a.img"
+        grep -q 'cvm-unlock: nothing to do: no tpm2-import token' "$S/serial-7.log" || EXTRA_WHY="convert did not say nothing to do"
+        own=$(grep -o 'cvm-unlock: nothing to do: root unlocks.*elapsed_ms=[0-9]*' "$S/serial-7.log" | grep -o 'elapsed_ms=[0-9]*' | head -n1)
+        verdict "boot 7 (OVMF + vTPM, later boot, broker stopped: nothing to do, agent ${own:-time missing})" "$S/serial-7.log" vtpm
+    fi
+    if want 8; then
+        t=$(now)
+        CONFDIR=$VCONFDIR build_image "$S/uki-b.efi" --uefi --uefi-stub /usr/lib/systemd/boot/efi/linuxx64.efi.stub --kernel-image "$VMLINUZ" --kernel-cmdline "$VCMDLINE cvm_unlock_e2e=updated"
+        make_esp "$S/uki-b.efi" "$S/esp-b.img"
+        log "updated UKI (another command line) built in $(since "$t") s"
+        start_broker
+        boot_vtpm 8 "$S/serial-8.log" "$S/esp-b.img"
+        stop_broker
+        grep -qE 'systemd-tpm2 token [0-9]+ is stale' "$S/serial-8.log" || EXTRA_WHY="the agent did not log the stale token"
+        verdict "boot 8 (OVMF + vTPM, UKI with another command line: token stale, the broker unlocks)" "$S/serial-8.log" unlock-askpass
+    fi
 fi
 
 log "e2e done in $(since "$T0") s"

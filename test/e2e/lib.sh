@@ -50,6 +50,11 @@ make_root_image() {
 [ -e /proc/uptime ] || mount -t proc proc /proc
 read up _ </proc/uptime
 echo "CVM-UNLOCK-E2E: root mounted at uptime ${up}s, root=$(grep ' / ' /proc/mounts | head -n1)" >/dev/console
+# With a vTPM: the PCRs the initramfs saw (nothing extends 4 or 7 after the firmware), for the owner's seal.
+[ -e /sys/class ] || mount -t sysfs sysfs /sys
+for i in 4 7; do
+    [ -r /sys/class/tpm/tpm0/pcr-sha256/$i ] && echo "CVM-UNLOCK-E2E: pcr sha256 $i $(cat /sys/class/tpm/tpm0/pcr-sha256/$i)" >/dev/console
+done
 sync
 poweroff -f
 INIT
@@ -86,6 +91,54 @@ check_image_binary() {
     lsinitrd "$img" -f usr/bin/cvm-unlock > "$x" 2>/dev/null
     cmp -s "$x" "$PKGROOT/usr/bin/cvm-unlock" || { log "the binary in $img differs from the build"; return 1; }
     chmod +x "$x" && "$x" --version | grep -q '^cvm-unlock ' || { log "the binary in $img does not run --version"; return 1; }
+}
+
+# A vTPM for the guest: swtpm state made once per run (sha256 bank only: OVMF hashes the UKI per bank).
+make_vtpm_state() {
+    mkdir -p "$1"
+    swtpm_setup --tpm2 --tpmstate "$1" --pcr-banks sha256 >"$1.setup.log" 2>&1 || { cat "$1.setup.log" >&2; return 1; }
+}
+
+# swtpm on that state for one boot, as QEMU's TPM (unix control socket; exits when QEMU disconnects).
+# Sets TPM_SOCK for run_qemu.
+start_vtpm() {
+    local state=$1
+    TPM_SOCK="$state.sock"
+    rm -f "$TPM_SOCK"
+    swtpm socket --tpm2 --tpmstate dir="$state" --ctrl type=unixio,path="$TPM_SOCK" --log file="$state.log",level=1 --terminate &
+    VTPM_PID=$!; PIDS+=("$VTPM_PID")
+    for _ in $(seq 50); do [ -S "$TPM_SOCK" ] && return 0; sleep 0.1; done
+    log "swtpm did not start"; return 1
+}
+stop_vtpm() {
+    [ -n "${VTPM_PID:-}" ] && { kill "$VTPM_PID" 2>/dev/null || true; wait "$VTPM_PID" 2>/dev/null || true; }
+    VTPM_PID=""; TPM_SOCK=""
+}
+
+# The same state on 127.0.0.1 for a host-side command (the owner reading the storage key): $1 state, then
+# the command, with SWTPM_SPEC set for it.
+with_vtpm_tcp() {
+    local state=$1 port pid rc=0; shift
+    port=$(free_port)
+    swtpm socket --tpm2 --tpmstate dir="$state" --server type=tcp,port="$port",bindaddr=127.0.0.1 \
+        --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 --flags not-need-init,startup-clear &
+    pid=$!; PIDS+=("$pid")
+    for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null && break; sleep 0.1; done
+    SWTPM_SPEC="swtpm:host=127.0.0.1,port=$port" "$@" || rc=$?
+    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    return "$rc"
+}
+
+# A tpm.tokens image carries what the vTPM path needs: the convert unit, crypttab with tpm2-device=auto,
+# systemd's token plugin and the tss2 libraries it loads.
+check_vtpm_image() {
+    local list
+    list=$(lsinitrd "$1" 2>/dev/null)
+    local f
+    for f in cvm-unlock-convert.service libcryptsetup-token-systemd-tpm2.so libtss2-esys.so libtss2-tcti-device.so systemd-reply-password; do
+        grep -q "$f" <<< "$list" || { log "$1 lacks $f"; return 1; }
+    done
+    lsinitrd "$1" -f etc/crypttab 2>/dev/null | grep -q 'tpm2-device=auto,tries=2' || { log "$1: crypttab without tpm2-device=auto"; return 1; }
 }
 
 make_esp() {

@@ -7,6 +7,7 @@ import { SHARED } from "./vectors.js";
 
 export const FIXTURES = join(SHARED, "fixtures/tpm");
 export const fixtureText = (rel: string): string => readFileSync(join(FIXTURES, rel), "utf8");
+export const fixtureBytes = (rel: string): Buffer => readFileSync(join(FIXTURES, rel));
 export const headerBytes = (set: string): Uint8Array => new Uint8Array(gunzipSync(readFileSync(join(FIXTURES, set, "hdr.img.gz"))));
 
 /** A writable copy of a fixture header, as a LUKS2 "device" file. */

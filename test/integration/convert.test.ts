@@ -2,7 +2,7 @@
 // every write, systemd 252's own token plugin as the judge of the result, and the compiled binary for the
 // power-loss runs (SIGKILL after each step in turn).
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { convertDevice } from "../../src/flow/convert.js";
 import { Logger, memorySink } from "../../src/log/logger.js";
@@ -175,5 +175,47 @@ describe("the secret on the TPM interface", () => {
     expect(wire.some((c) => c.length >= 10 && new DataView(c.buffer, c.byteOffset).getUint32(6) === 0x15e)).toBe(true);
     expect(wire.some((c) => c.length >= 10 && new DataView(c.buffer, c.byteOffset).getUint32(6) === 0x153)).toBe(true);
     expect(pluginUnlocks(f, sw.port)).toBe(true);
+  });
+});
+
+describe("convert as the boot job (the config's volumes, as cvm-unlock-convert.service runs it)", () => {
+  const env = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" };
+  const configFor = (devices: string[], tpm: string) => {
+    const f = `${headerFile("systemd-tpm2")}.config.json`;
+    writeFileSync(f, JSON.stringify({ deadline_s: 2, tpm: { device: tpm, tokens: true }, volumes: devices.map((d, i) => ({ name: `v${i}`, device: d })) }));
+    return f;
+  };
+  const boot = (cfg: string) => spawnSync(BIN, ["convert", "--config", cfg, "--cmdline", "/dev/null", "--json", "--run-dir", `${cfg}.run`], { encoding: "utf8", env });
+
+  it("converts the volumes that carry a tpm2-import token and leaves the others alone", async () => {
+    const a = headerFile("tpm2-import"), b = headerFile("systemd-tpm2");
+    const before = bytes(b);
+    const r = boot(configFor([a, b], `swtpm:host=127.0.0.1,port=${sw.port}`));
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toMatchObject({ status: "done", results: [{ device: a, converted: [{ resumed: false }] }] });
+    expect(types(a)).toEqual(["systemd-tpm2"]);
+    expect(Buffer.from(bytes(b)).equals(Buffer.from(before))).toBe(true);
+  });
+
+  it("a later boot reads the headers and is done without opening the TPM", () => {
+    const r = boot(configFor([headerFile("systemd-tpm2")], "/dev/nonexistent-tpmrm0"));
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toMatchObject({ status: "nothing-to-do" });
+  });
+
+  it("waits for a device within the deadline, then fails with a LUKS error", () => {
+    const t0 = Date.now();
+    const r = boot(configFor(["/nonexistent/disk"], "/dev/nonexistent-tpmrm0"));
+    expect(r.status).toBe(9);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1900);
+    expect(r.stderr).toContain("did not appear within the deadline");
+  });
+
+  it("a tpm2-import token and no TPM: a TPM error, the header untouched (the broker remains the way in)", () => {
+    const a = headerFile("tpm2-import");
+    const before = bytes(a);
+    const r = boot(configFor([a], "/dev/nonexistent-tpmrm0"));
+    expect(r.status).toBe(8);
+    expect(Buffer.from(bytes(a)).equals(Buffer.from(before))).toBe(true);
   });
 });

@@ -102,6 +102,21 @@ describe("compiled binary", () => {
     expect(r.json.cmdline).toEqual({ "rd.cvm_unlock.deadline": "4" });
   });
 
+  it("debug config --crypttab gives tpm.tokens volumes tpm2-device=auto and a second try, nothing otherwise", () => {
+    const dir = tempDir();
+    const vtpm = {
+      ...goodConfig,
+      keyring: { handoff: "ask-password" },
+      tpm: { tokens: true },
+      volumes: [{ name: "root", device: "UUID=5e1f", resource: "cvm/luks/root" }, { name: "data", device: "/dev/vdb" }],
+    };
+    const r = runBin(["debug", "config", "--crypttab", ...writeConfig(dir, vtpm).slice(0, 4)]);
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim().split("\n")).toEqual(["luks-5e1f UUID=5e1f none tpm2-device=auto,tries=2,timeout=10s", "data /dev/vdb none tpm2-device=auto,tries=2,timeout=10s"]);
+    const none = runBin(["debug", "config", "--crypttab", "--json", ...writeConfig(dir, goodConfig).slice(0, 4)]);
+    expect(none.json).toMatchObject({ status: "nothing-to-do", crypttab: [] });
+  });
+
   it("debug detect says none on this machine", () => {
     const r = runBin(["debug", "detect", "--json"]);
     expect(r.status).toBe(0);

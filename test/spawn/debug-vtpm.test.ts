@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Tpm } from "../../src/tpm/commands.js";
 import { swtpmTransport } from "../../src/tpm/transport.js";
 import { requireBin, runBin } from "../helpers/bin.js";
-import { fixtureText, headerFile } from "../helpers/fixtures.js";
+import { fixtureBytes, fixtureText, headerFile } from "../helpers/fixtures.js";
 import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
 
 let sw: Swtpm;
@@ -48,6 +48,16 @@ describe("debug luks / debug tpm", () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.json.sha256["7"]).toBe(JSON.parse(fixtureText("pcr.json")).value);
     expect(r.json.volumes[0]).toMatchObject({ name: "root", next_boot: "unlocks from the vTPM" });
+  });
+
+  it("debug tpm --srk-out writes the storage key the owner's fixture tooling sealed to, byte for byte", async () => {
+    const { mkdtempSync, readFileSync } = await import("node:fs");
+    const out = `${mkdtempSync("/tmp/srk-")}/srk.pub`;
+    const r = await runAsync(["debug", "tpm", "--tpm-device", sw.spec, "--srk-out", out, "--json"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.json.srk.file).toBe(out);
+    expect(Buffer.compare(readFileSync(out), fixtureBytes("tpm2-import/srk.pub"))).toBe(0);
+    expect((await runAsync(["debug", "tpm", "--tpm-device", sw.spec, "--srk-out", "/nonexistent/dir/srk.pub"])).status).toBe(2);
   });
 
   it("no TPM and a missing device are clear errors", () => {

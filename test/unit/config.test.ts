@@ -29,7 +29,7 @@ describe("config", () => {
     expect(c.keyring).toEqual({ keyring: "@u", key: "cryptsetup", timeout_s: 120, handoff: "keyring" });
     expect(c.tee.allow_simulated).toBe(false);
     expect(c.on_failure).toBe("poweroff");
-    expect(c.tpm).toEqual({ device: "/dev/tpmrm0" });
+    expect(c.tpm).toEqual({ device: "/dev/tpmrm0", tokens: false });
     expect(c.broker?.insecure_http).toBe(false);
   });
 
@@ -56,8 +56,14 @@ describe("config", () => {
     [{ volumes: [{ name: "a", device: "/x", resource: "a/b/c" }] }, "volumes[0].resource: set, but there is no broker section"],
     [{ ...base(), volumes: [{ name: "a", device: "/x" }, { name: "a", device: "/y" }] }, 'duplicate volume name "a"'],
     [[], "(top level): expected an object"],
+    [{ ...base(), tpm: { tokens: true } }, 'keyring.handoff: must be "ask-password" when tpm.tokens is true'],
   ])("rejects %j naming the field", (raw, msg) => {
     expect(problems(raw)).toContain(msg);
+  });
+
+  it("accepts vTPM tokens with the ask-password hand-off, or without broker volumes", () => {
+    expect(parseConfig({ ...base(), tpm: { tokens: true }, keyring: { handoff: "ask-password" } }, "t").tpm.tokens).toBe(true);
+    expect(parseConfig({ volumes: [{ name: "root", device: "/dev/vda2" }], tpm: { tokens: true } }, "t").tpm.tokens).toBe(true);
   });
 
   it("reports every problem at once", () => {
