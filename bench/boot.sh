@@ -8,21 +8,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 . test/e2e/lib.sh
 BOOTS=${BENCH_BOOTS:-3}
-S=$(mktemp -d /var/tmp/cvm-bench.XXXXXX)
-trap cleanup EXIT
-bash scripts/setup.sh base boot >&2
-npm run --silent build >&2
-DEB=$(bash scripts/package.sh deb "$S")
-PKGROOT="$S/pkgroot"; dpkg-deb -x "$DEB" "$PKGROOT"
-prepare_kernel
-PASS_PHRASE="bench-$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
-ROOT_IMG="$S/root.img"
-UUID=$(make_root_image "$ROOT_IMG" "$PASS_PHRASE")
-BUN="$ROOT/node_modules/.bin/bun"
-env -i PATH="$PATH" "$BUN" tools/dev-broker/main.ts init --state "$S/broker" --host 10.0.2.2 >/dev/null
-printf %s "$PASS_PHRASE" | env -i PATH="$PATH" "$BUN" tools/dev-broker/main.ts resource set --state "$S/broker" bench/luks/root 2>/dev/null
-PORT=$(free_port)
-CONFDIR="$S/conf"; mkdir -p "$CONFDIR"; cp "$S/broker/ca.pem" "$CONFDIR/"
+new_scratch cvm-bench
+prepare_run bench/luks/root
 cat > "$CONFDIR/config.json" <<JSON
 { "broker": { "url": "https://10.0.2.2:$PORT", "ca": "ca.pem" }, "tee": { "allow_simulated": true }, "deadline_s": 120,
   "volumes": [ { "name": "root", "device": "UUID=$UUID", "resource": "bench/luks/root" } ], "on_failure": "poweroff" }

@@ -10,3 +10,5 @@ node_modules/.bin/bun bench/fuzz.ts
 bash bench/vtpm.sh
 # P5/P6 boot the VM several times (~5 min, root): skip with BENCH_BOOT=0
 [ "${BENCH_BOOT:-1}" = 0 ] || bash bench/boot.sh
+# P7 the later vTPM boot with vs without the agent (OVMF + swtpm, ~12 min, root): skipped with BENCH_BOOT=0 too
+[ "${BENCH_BOOT:-1}" = 0 ] || bash bench/vtpm-boot.sh

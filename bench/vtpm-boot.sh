@@ -10,21 +10,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 . test/e2e/lib.sh
 BOOTS=${BENCH_BOOTS:-3}
-S=$(mktemp -d /var/tmp/cvm-bench.XXXXXX)
-trap cleanup EXIT
-bash scripts/setup.sh base tpm boot >&2
-npm run --silent build >&2
-DEB=$(bash scripts/package.sh deb "$S")
-PKGROOT="$S/pkgroot"; dpkg-deb -x "$DEB" "$PKGROOT"
-prepare_kernel
-PASS_PHRASE="bench-$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
-ROOT_IMG="$S/root.img"
-UUID=$(make_root_image "$ROOT_IMG" "$PASS_PHRASE")
-BUN="$ROOT/node_modules/.bin/bun"
-env -i PATH="$PATH" "$BUN" tools/dev-broker/main.ts init --state "$S/broker" --host 10.0.2.2 >/dev/null
-printf %s "$PASS_PHRASE" | env -i PATH="$PATH" "$BUN" tools/dev-broker/main.ts resource set --state "$S/broker" bench/luks/root 2>/dev/null
-PORT=$(free_port)
-CONFDIR="$S/conf"; mkdir -p "$CONFDIR"; cp "$S/broker/ca.pem" "$CONFDIR/"
+new_scratch cvm-bench
+prepare_run bench/luks/root
 cat > "$CONFDIR/config.json" <<JSON
 { "broker": { "url": "https://10.0.2.2:$PORT", "ca": "ca.pem" }, "tee": { "allow_simulated": true }, "deadline_s": 120,
   "volumes": [ { "name": "root", "device": "UUID=$UUID", "resource": "bench/luks/root" } ],
@@ -55,11 +42,8 @@ env -i PATH="$PATH" "$BUN" tools/dev-broker/main.ts serve --state "$S/broker" --
 BROKER=$!; PIDS+=("$BROKER")
 boot agent "$S/serial-calibrate.log"
 kill "$BROKER"; wait "$BROKER" 2>/dev/null || true
-pcr7=$(sed -n 's/.*CVM-UNLOCK-E2E: pcr sha256 7 \([0-9A-Fa-f]\{64\}\).*/\1/p' "$S/serial-calibrate.log" | tr A-F a-f | head -n1)
-srk_out() { "$PKGROOT/usr/bin/cvm-unlock" debug tpm --tpm-device "$SWTPM_SPEC" --srk-out "$S/srk.pub" >/dev/null; }
-with_vtpm_tcp "$VTPM" srk_out
-printf '{"bank":"sha256","pcrs":{"7":"%s"}}\n' "$pcr7" > "$S/pcr.json"
-printf %s "$PASS_PHRASE" | env -i PATH="$PATH" "$PKGROOT/usr/bin/cvm-unlock" seal --srk "$S/srk.pub" --pcr-values "$S/pcr.json" --enroll "$ROOT_IMG" >/dev/null
+pcr7=$(pcr_from_serial 7 "$S/serial-calibrate.log")
+seal_for_vtpm "$VTPM" "{\"bank\":\"sha256\",\"pcrs\":{\"7\":\"$pcr7\"}}"
 boot agent "$S/serial-first.log"
 grep -qa 'converted 1 tpm2-import token' "$S/serial-first.log" || { log "the first boot did not convert"; exit 1; }
 

@@ -44,31 +44,12 @@ done
 want() { [ -z "$ONLY" ] || [[ $ONLY == *",$1,"* ]]; }
 
 [ "$(id -u)" = 0 ] || { echo "0 passed, 1 failed"; echo "e2e: needs root (cryptsetup on image files, dracut)" >&2; exit 1; }
-S=$(mktemp -d /var/tmp/cvm-e2e.XXXXXX)
-trap cleanup EXIT
+new_scratch cvm-e2e
 PASSED=0; FAILED=0
 result() { if [ "$2" = PASS ]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi; printf '%s: %s (%s)\n' "$1" "$2" "$3"; }
 
 T0=$(now)
-bash scripts/setup.sh base boot >&2
-npm run --silent build >&2
-DEB=$(bash scripts/package.sh deb "$S")
-PKGROOT="$S/pkgroot"
-dpkg-deb -x "$DEB" "$PKGROOT"
-log "package $(basename "$DEB") unpacked ($(since "$T0") s)"
-prepare_kernel
-log "kernel $KVER ready ($(since "$T0") s)"
-
-PASS_PHRASE="e2e-$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
-ROOT_IMG="$S/root.img"
-UUID=$(make_root_image "$ROOT_IMG" "$PASS_PHRASE")
-
-# The dev broker's TLS certificate names 10.0.2.2, the address the guest uses for the host.
-BUN="$ROOT/node_modules/.bin/bun"
-broker() { env -i PATH="$PATH" "$BUN" "$ROOT/tools/dev-broker/main.ts" "$@"; }
-broker init --state "$S/broker" --host 10.0.2.2,127.0.0.1 >/dev/null
-printf %s "$PASS_PHRASE" | broker resource set --state "$S/broker" e2e/luks/root 2>/dev/null
-PORT=$(free_port)
+prepare_run e2e/luks/root
 BROKER_PID=""
 start_broker() { # extra flags…
     # A plain command in the background (env execs bun), so $! is the broker itself and kill reaches it.
@@ -82,9 +63,6 @@ stop_broker() {
     BROKER_PID=""
 }
 
-CONFDIR="$S/conf"
-mkdir -p "$CONFDIR"
-cp "$S/broker/ca.pem" "$CONFDIR/ca.pem"
 cat > "$CONFDIR/config.json" <<JSON
 {
   "broker": { "url": "https://10.0.2.2:$PORT", "ca": "ca.pem" },
@@ -208,18 +186,14 @@ JSON
     boot_vtpm 5 "$S/serial-5.log" "$S/esp-a.img"
     stop_broker
     EXTRA_WHY=""
-    pcr4=$(sed -n 's/.*CVM-UNLOCK-E2E: pcr sha256 4 \([0-9A-Fa-f]\{64\}\).*/\1/p' "$S/serial-5.log" | tr A-F a-f | head -n1)
-    pcr7=$(sed -n 's/.*CVM-UNLOCK-E2E: pcr sha256 7 \([0-9A-Fa-f]\{64\}\).*/\1/p' "$S/serial-5.log" | tr A-F a-f | head -n1)
+    pcr4=$(pcr_from_serial 4 "$S/serial-5.log")
+    pcr7=$(pcr_from_serial 7 "$S/serial-5.log")
     [ -n "$pcr4" ] && [ -n "$pcr7" ] || EXTRA_WHY="root's init printed no PCR 4/7 values"
     verdict "boot 5 (OVMF + vTPM, calibration: no token yet, broker answers systemd's password request)" "$S/serial-5.log" unlock-askpass
     log "calibration: PCR 4 = $pcr4, PCR 7 = $pcr7"
 
     # The owner's side: the guest vTPM's storage key and the calibrated PCRs → keyslot + tpm2-import token.
-    srk_out() { "$PKGROOT/usr/bin/cvm-unlock" debug tpm --tpm-device "$SWTPM_SPEC" --srk-out "$S/srk.pub" >/dev/null; }
-    with_vtpm_tcp "$VTPM" srk_out || log "reading the guest vTPM's storage key failed"
-    printf '{"bank":"sha256","pcrs":{"4":"%s","7":"%s"}}\n' "$pcr4" "$pcr7" > "$S/pcr.json"
-    printf %s "$PASS_PHRASE" | env -i PATH="$PATH" "$PKGROOT/usr/bin/cvm-unlock" seal --srk "$S/srk.pub" --pcr-values "$S/pcr.json" --enroll "$ROOT_IMG" >"$S/seal.log" 2>&1 \
-        || { cat "$S/seal.log" >&2; log "seal failed"; }
+    seal_for_vtpm "$VTPM" "{\"bank\":\"sha256\",\"pcrs\":{\"4\":\"$pcr4\",\"7\":\"$pcr7\"}}" || true
     log "sealed for the guest vTPM: tokens now $(tokens)"
 
     if want 6 || want 7 || want 8; then

@@ -12,6 +12,9 @@ cleanup() {
     if [ "${E2E_KEEP:-0}" = 1 ]; then log "scratch kept: $S"; else rm -rf "$S"; fi
 }
 
+# This run's scratch directory $S (prefix $1), removed on exit with every process in PIDS killed.
+new_scratch() { S=$(mktemp -d "/var/tmp/$1.XXXXXX"); trap cleanup EXIT; }
+
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 
 # The Debian cloud kernel, unpacked (nothing goes to /boot), trimmed to the modules the q35 VM needs.
@@ -36,6 +39,44 @@ prepare_kernel() {
     fi
     KVER=$(ls "$KROOT/lib/modules")
     VMLINUZ="$KROOT/boot/vmlinuz-$KVER"
+}
+
+# What every whole-boot run starts from: the .deb unpacked (PKGROOT), the kernel, a LUKS2 root image
+# (ROOT_IMG, UUID) with a fresh PASS_PHRASE, a dev broker state holding it as resource $1 (its TLS
+# certificate names 10.0.2.2, the host as the guest sees it), a free PORT, and CONFDIR with the broker's CA.
+prepare_run() {
+    local resource=$1 t0; t0=$(now)
+    bash scripts/setup.sh base tpm boot >&2
+    npm run --silent build >&2
+    PKGROOT="$S/pkgroot"
+    dpkg-deb -x "$(bash scripts/package.sh deb "$S")" "$PKGROOT"
+    prepare_kernel
+    log "package unpacked, kernel $KVER ready ($(since "$t0") s)"
+    PASS_PHRASE="e2e-$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
+    ROOT_IMG="$S/root.img"
+    UUID=$(make_root_image "$ROOT_IMG" "$PASS_PHRASE")
+    BUN="$ROOT/node_modules/.bin/bun"
+    env -i PATH="$PATH" "$BUN" "$ROOT/tools/dev-broker/main.ts" init --state "$S/broker" --host 10.0.2.2,127.0.0.1 >/dev/null
+    printf %s "$PASS_PHRASE" | env -i PATH="$PATH" "$BUN" "$ROOT/tools/dev-broker/main.ts" resource set --state "$S/broker" "$resource" 2>/dev/null
+    PORT=$(free_port)
+    CONFDIR="$S/conf"
+    mkdir -p "$CONFDIR" && cp "$S/broker/ca.pem" "$CONFDIR/ca.pem"
+}
+
+# The owner's side of a vTPM image: the guest vTPM's storage key (read from its swtpm state on 127.0.0.1)
+# and the PCR values in $2 (JSON) → `cvm-unlock seal` adds a keyslot and a tpm2-import token to ROOT_IMG.
+seal_for_vtpm() {
+    local state=$1 pcrs=$2
+    srk_out() { "$PKGROOT/usr/bin/cvm-unlock" debug tpm --tpm-device "$SWTPM_SPEC" --srk-out "$S/srk.pub" >/dev/null; }
+    with_vtpm_tcp "$state" srk_out || { log "reading the guest vTPM's storage key failed"; return 1; }
+    printf '%s\n' "$pcrs" > "$S/pcr.json"
+    printf %s "$PASS_PHRASE" | env -i PATH="$PATH" "$PKGROOT/usr/bin/cvm-unlock" seal --srk "$S/srk.pub" --pcr-values "$S/pcr.json" --enroll "$ROOT_IMG" >"$S/seal.log" 2>&1 \
+        || { cat "$S/seal.log" >&2; log "seal failed"; return 1; }
+}
+
+# The sha256 value of PCR $1 that root's init printed in serial log $2 (lowercase hex), or nothing.
+pcr_from_serial() {
+    sed -n "s/.*CVM-UNLOCK-E2E: pcr sha256 $1 \([0-9A-Fa-f]\{64\}\).*/\1/p" "$2" | tr A-F a-f | head -n1
 }
 
 # A busybox root whose /sbin/init prints the marker and powers off; encrypted in place (no dm needed).

@@ -1,0 +1,72 @@
+// The dracut module's own shell logic for tpm.tokens images, run by bash with the compiled binary: which
+// modules it asks for, and how it merges its crypttab lines into the image's crypttab. dracut's install
+// helpers (inst_simple, dwarn, systemctl --root) are stood in for by recorders; the whole module inside real
+// dracut builds is exercised by test/e2e (check_vtpm_image and the vTPM boots).
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { BIN, requireBin, tempDir } from "../helpers/bin.js";
+
+const MODULE = join(process.cwd(), "dracut-module/90cvm-unlock/module-setup.sh");
+const UUID = "1fc44f44-f461-4372-9eba-423cadc94716";
+
+function setup(config: object, crypttab?: string) {
+  const d = tempDir("module-");
+  mkdirSync(join(d, "conf"));
+  mkdirSync(join(d, "initrd/etc"), { recursive: true });
+  writeFileSync(join(d, "conf/config.json"), JSON.stringify(config));
+  if (crypttab !== undefined) writeFileSync(join(d, "initrd/etc/crypttab"), crypttab);
+  return d;
+}
+
+function run(d: string, script: string) {
+  const prelude = `set -u; initdir=${d}/initrd; moddir=${d}/mod; systemdsystemunitdir=/usr/lib/systemd/system; SYSTEMCTL="echo systemctl"
+inst_simple() { echo "inst_simple $*"; }
+dwarn() { echo "dwarn $*"; }
+export cvm_unlock_bin=${BIN} cvm_unlock_confdir=${d}/conf
+. ${MODULE}
+`;
+  return spawnSync("bash", ["-c", prelude + script], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+}
+
+const vtpm = { volumes: [{ name: "root", device: `UUID=${UUID}` }], tpm: { tokens: true } };
+const line = `luks-${UUID} UUID=${UUID} none tpm2-device=auto,tries=2,timeout=300s`;
+
+beforeAll(() => requireBin());
+
+describe("dracut module, tpm.tokens", () => {
+  it("asks for tpm2-tss only for a tpm.tokens config", () => {
+    expect(run(setup(vtpm), "depends").stdout.split(/\s+/)).toContain("tpm2-tss");
+    expect(run(setup({ volumes: vtpm.volumes }), "depends").stdout.split(/\s+/)).not.toContain("tpm2-tss");
+  });
+
+  it("installs and enables the convert unit and writes crypttab when the image has none", () => {
+    const d = setup(vtpm);
+    const r = run(d, `cvm_unlock_install_vtpm "$cvm_unlock_bin" "$cvm_unlock_confdir"`);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`inst_simple ${d}/mod/cvm-unlock-convert.service /usr/lib/systemd/system/cvm-unlock-convert.service`);
+    expect(r.stdout).toContain(`systemctl -q --root ${d}/initrd enable cvm-unlock-convert.service`);
+    expect(readFileSync(join(d, "initrd/etc/crypttab"), "utf8")).toBe(`${line}\n`);
+  });
+
+  it("keeps the host's entries, appends its own, and warns about an entry for its volume that names no TPM", () => {
+    const other = "swap /dev/vdb /dev/urandom swap\n";
+    let d = setup(vtpm, other);
+    let r = run(d, `cvm_unlock_install_vtpm "$cvm_unlock_bin" "$cvm_unlock_confdir"`);
+    expect(readFileSync(join(d, "initrd/etc/crypttab"), "utf8")).toBe(`${other}${line}\n`);
+    expect(r.stdout).not.toContain("dwarn");
+
+    const own = `cryptroot /dev/disk/by-uuid/${UUID} none discard\n`;
+    d = setup(vtpm, own);
+    r = run(d, `cvm_unlock_install_vtpm "$cvm_unlock_bin" "$cvm_unlock_confdir"`);
+    expect(readFileSync(join(d, "initrd/etc/crypttab"), "utf8")).toBe(own);
+    expect(r.stdout).toContain(`dwarn cvm-unlock: /etc/crypttab in the image lists UUID=${UUID} without tpm2-device=`);
+
+    const withTpm = `cryptroot UUID=${UUID} none tpm2-device=auto,tries=3\n`;
+    d = setup(vtpm, withTpm);
+    r = run(d, `cvm_unlock_install_vtpm "$cvm_unlock_bin" "$cvm_unlock_confdir"`);
+    expect(readFileSync(join(d, "initrd/etc/crypttab"), "utf8")).toBe(withTpm);
+    expect(r.stdout).not.toContain("dwarn");
+  });
+});
