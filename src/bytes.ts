@@ -12,3 +12,6 @@ export function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
 export const u32be = (v: number): Uint8Array => Uint8Array.of((v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
 
 export const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** Lowercase hex of the bytes (no Buffer: the same in Node and Bun). */
+export const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");

@@ -7,6 +7,7 @@
 //   3. add the systemd-tpm2 token (cryptsetup token import);
 //   4. only then remove the tpm2-import token.
 // A run interrupted after 3 finds a systemd-tpm2 token for the keyslot, verifies it, and finishes with 4.
+import { hex } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { Secret } from "../log/secret.js";
@@ -73,7 +74,8 @@ export function parseImportToken(t: Token, h: LuksHeader): ImportToken {
   if (others.length > 0) bad(t, `keyslot ${slot} is also referenced by tpm2-import token ${others[0]!.id} (duplicate keyslot reference)`);
   const pcrs = t.json["tpm2-pcrs"];
   if (!Array.isArray(pcrs) || !pcrs.every((p) => Number.isInteger(p) && p >= 0 && p < 24)) bad(t, "tpm2-pcrs must be an array of PCR indexes 0..23");
-  const bank = String(t.json["tpm2-pcr-bank"] ?? "").toLowerCase();
+  const rawBank = t.json["tpm2-pcr-bank"];
+  const bank = typeof rawBank === "string" ? rawBank.toLowerCase() : "";
   if (BANKS[bank] === undefined) bad(t, `tpm2-pcr-bank ${JSON.stringify(t.json["tpm2-pcr-bank"])} is not a known bank`);
   const tb = (f: string) => {
     try {
@@ -99,7 +101,6 @@ export function parseImportToken(t: Token, h: LuksHeader): ImportToken {
 }
 
 export const passphraseOf = (secret: Secret): Secret => secret.use((b) => Secret.fromString(Buffer.from(b).toString("base64")));
-const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 
 /** Runs fn with transient handles that are flushed afterwards, whatever happens. */
 async function withHandles<T>(tpm: Tpm, fn: (track: (h: number) => number) => Promise<T>): Promise<T> {
@@ -186,7 +187,7 @@ async function verifiedSystemdToken(tpm: Tpm, device: string, h: LuksHeader, it:
     const policy = typeof t.json["tpm2-policy-hash"] === "string" ? new Uint8Array(Buffer.from(t.json["tpm2-policy-hash"] as string, "hex")) : undefined;
     if (!blob || !policy || blob.length < 4) continue;
     try {
-      const secret = await unsealSystemdBlob(tpm, blob, String(t.json["tpm2-pcr-bank"] ?? "sha256"), t.json["tpm2-pcrs"] as number[], policy, c);
+      const secret = await unsealSystemdBlob(tpm, blob, (typeof t.json["tpm2-pcr-bank"] === "string" ? (t.json["tpm2-pcr-bank"] as string).toLowerCase() : "sha256"), t.json["tpm2-pcrs"] as number[], policy, c);
       const pass = passphraseOf(secret);
       secret.wipe();
       const ok = await keyslotOpens(device, it.slot, pass);

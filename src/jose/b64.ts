@@ -25,4 +25,4 @@ export function b64Decode(s: string, what: string): Uint8Array {
 }
 
 export const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
-export const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+export { hex } from "../bytes.js";

@@ -102,5 +102,5 @@ export function seq(start: number, list: readonly (readonly [string, FieldType])
 }
 
 export const bytes = (n: number): FieldType => ({ bytes: n });
-export const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+export { hex } from "../bytes.js";
 export const u64hex = (x: bigint): string => `0x${x.toString(16)}`;

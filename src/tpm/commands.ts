@@ -13,7 +13,8 @@ export const CC = {
 export const ST = { NO_SESSIONS: 0x8001, SESSIONS: 0x8002 } as const;
 export const RH = { OWNER: 0x40000001, NULL: 0x40000007, PW: 0x40000009 } as const;
 export const CAP = { HANDLES: 1, PCRS: 5, TPM_PROPERTIES: 6 } as const;
-export const BANKS: Record<string, number> = { sha1: 0x0004, sha256: 0x000b, sha384: 0x000c, sha512: 0x000d };
+// No prototype: a bank name from an untrusted token ("constructor", "toString") must look up nothing.
+export const BANKS: Record<string, number> = Object.assign(Object.create(null) as Record<string, number>, { sha1: 0x0004, sha256: 0x000b, sha384: 0x000c, sha512: 0x000d });
 export const bankName = (alg: number): string => Object.entries(BANKS).find(([, a]) => a === alg)?.[0] ?? `0x${alg.toString(16)}`;
 
 export class TpmError extends CvmError {

@@ -62,6 +62,7 @@ const importHeader = parseLuks2(headerBytes("tpm2-import"));
 const sealPub = new Uint8Array(Buffer.from(importToken.seal_pub, "base64"));
 const luksJson = JSON.parse(new TextDecoder().decode(luks.subarray(4096, 16384)).replace(/\0+$/, ""));
 
+export { importToken, importHeader };
 export const PROPERTIES: { name: string; share: number; prop: fc.IProperty<any> }[] = [
   { name: "SNP report parser", share: 0.1, prop: fc.property(mutated(snp), (b) => layoutOnly(() => parseReport(b))) },
   { name: "SNP certificate table parser", share: 0.05, prop: fc.property(mutated(certTable), (b) => layoutOnly(() => parseCertTable(b))) },

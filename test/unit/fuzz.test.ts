@@ -16,3 +16,16 @@ describe("fuzzing: only typed errors, never a crash", () => {
     expect(r.numRuns).toBe(runs);
   }, 120_000);
 });
+
+describe("regressions the fuzzer found", () => {
+  // tpm2-pcr-bank {"toString": false} made String() throw a TypeError; "constructor" looked up a function.
+  it.each([[{ toString: false }], ["constructor"], ["__proto__"], [7]])("a tpm2-pcr-bank of %j is a typed error (tpm2-import) or an unsupported token (systemd-tpm2)", async (bank) => {
+    const { parseImportToken } = await import("../../src/flow/convert.js");
+    const { checkTpm2Token } = await import("../../src/flow/plan.js");
+    const { CvmError } = await import("../../src/errors.js");
+    const { importToken, importHeader } = await import("../fuzz/properties.js");
+    expect(() => parseImportToken({ id: "0", type: "tpm2-import", keyslots: ["1"], json: { ...importToken, "tpm2-pcr-bank": bank } }, importHeader)).toThrow(CvmError);
+    const sd = { "tpm2-pcrs": [7], "tpm2-pcr-bank": bank, "tpm2-policy-hash": "00".repeat(32) };
+    expect(await checkTpm2Token({ id: "1", type: "systemd-tpm2", keyslots: ["1"], json: sd }, undefined)).toMatchObject({ state: "unsupported" });
+  });
+});
