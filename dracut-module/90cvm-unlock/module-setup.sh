@@ -59,9 +59,9 @@ install() {
         inst_simple "$moddir/cvm-unlock.service" "$systemdsystemunitdir/cvm-unlock.service"
     fi
     $SYSTEMCTL -q --root "$initdir" enable "$unit"
-    if cvm_unlock_tokens; then
-        cvm_unlock_install_vtpm "$bin" "$conf"
-    fi
+    local tab_lines
+    tab_lines=$("$bin" debug config --config "$conf/config.json" --cmdline /dev/null --crypttab)
+    [[ -n $tab_lines ]] && cvm_unlock_install_vtpm "$tab_lines"
 
     # Timeout and failure handling follow the config (on_failure, deadline_s).
     on_failure=$(sed -n 's/.*"on_failure":"\([a-z]*\)".*/\1/p' <<< "$json")
@@ -79,22 +79,23 @@ install() {
     fi
 }
 
-# tpm.tokens: the first-boot conversion unit, and tpm2-device=auto with a second try for every volume
-# (crypttab in the initramfs; an entry already there, e.g. the host's in hostonly mode, is kept, but must
-# name a TPM itself). A per-UUID rd.luks.options= on the kernel command line replaces these options.
+# tpm.tokens: the first-boot conversion unit, and tpm2-device=auto with a second try for every volume —
+# $1 holds the crypttab lines (`cvm-unlock debug config --crypttab`). An entry already in the image's
+# crypttab (e.g. the host's in hostonly mode) is kept, but must name a TPM itself. A per-UUID
+# rd.luks.options= on the kernel command line replaces these options.
 cvm_unlock_install_vtpm() {
-    local bin=$1 conf=$2 line name dev tab="$initdir/etc/crypttab"
+    local line name dev entry tab="$initdir/etc/crypttab"
     inst_simple "$moddir/cvm-unlock-convert.service" "$systemdsystemunitdir/cvm-unlock-convert.service"
     $SYSTEMCTL -q --root "$initdir" enable cvm-unlock-convert.service
     mkdir -p "$initdir/etc"
     while read -r line; do
         [[ -n $line ]] || continue
         read -r name dev _ <<< "$line"
-        if [[ -f $tab ]] && grep -qE "^[[:space:]]*[^#[:space:]]+[[:space:]]+($dev|/dev/disk/by-uuid/${dev#UUID=})([[:space:]]|\$)" "$tab"; then
-            grep -E "^[[:space:]]*[^#[:space:]]+[[:space:]]+($dev|/dev/disk/by-uuid/${dev#UUID=})([[:space:]]|\$)" "$tab" | grep -q 'tpm2-device=' \
-                || dwarn "cvm-unlock: /etc/crypttab in the image lists $dev without tpm2-device=; its vTPM token will not be used"
-            continue
+        entry=$([[ -f $tab ]] && grep -E "^[[:space:]]*[^#[:space:]]+[[:space:]]+($dev|/dev/disk/by-uuid/${dev#UUID=})([[:space:]]|\$)" "$tab")
+        if [[ -z $entry ]]; then
+            echo "$line" >> "$tab"
+        elif [[ $entry != *tpm2-device=* ]]; then
+            dwarn "cvm-unlock: /etc/crypttab in the image lists $dev without tpm2-device=; its vTPM token will not be used"
         fi
-        echo "$line" >> "$tab"
-    done <<< "$("$bin" debug config --config "$conf/config.json" --cmdline /dev/null --crypttab)"
+    done <<< "$1"
 }

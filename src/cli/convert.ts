@@ -3,7 +3,7 @@
 import { CvmError } from "../errors.js";
 import { convertDevice, FAULT_STEPS, type ConvertResult, type FaultStep } from "../flow/convert.js";
 import { Deadline } from "../flow/deadline.js";
-import { readLuksHeaderFile } from "../luks/header.js";
+import { readLuksHeaderFile, type LuksHeader } from "../luks/header.js";
 import { Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
 import type { Runner } from "./command.js";
@@ -26,13 +26,16 @@ export const convert: Runner = async (ctx) => {
     tpmSpec ??= eff.config.tpm.device;
   }
   // Only a volume with a tpm2-import token needs the TPM: a later boot reads the headers and is done.
-  const todo: string[] = [];
-  for (const d of devices) if ((await readLuksHeaderFile(d)).tokens.some((t) => t.type === "tpm2-import")) todo.push(d);
+  const todo: { device: string; header: LuksHeader }[] = [];
+  for (const device of devices) {
+    const header = await readLuksHeaderFile(device);
+    if (header.tokens.some((t) => t.type === "tpm2-import")) todo.push({ device, header });
+  }
   if (todo.length === 0) return { status: "nothing-to-do", message: "nothing to do: no tpm2-import token", data: { devices, timings_ms: ctx.trace.timings_ms } };
   const tpm = new Tpm(await openTpm(tpmSpec ?? "/dev/tpmrm0", ctx.native));
   const results: ConvertResult[] = [];
   try {
-    for (const d of todo) results.push(await ctx.trace.run("convert", () => convertDevice(d, tpm, { log: ctx.log, faultAt: fault as FaultStep | undefined })));
+    for (const { device, header } of todo) results.push(await ctx.trace.run("convert", () => convertDevice(device, tpm, { log: ctx.log, faultAt: fault as FaultStep | undefined, header })));
   } finally {
     tpm.transport.close();
   }

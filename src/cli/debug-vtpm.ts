@@ -8,6 +8,7 @@ import { Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
 import { encode, TYPES } from "../tpm/marshal.js";
 import { createPrimary, rhelSrkTemplate } from "../tpm/objects.js";
+import { hex } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import type { Context, Runner } from "./command.js";
 import { loadEffective } from "./common.js";
@@ -76,5 +77,5 @@ async function writeSrk(tpm: Tpm, file: string): Promise<{ file: string; name: s
   } catch (e) {
     throw new CvmError("USAGE", `--srk-out ${file}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
-  return { file, name: Buffer.from(p.name).toString("hex") };
+  return { file, name: hex(p.name) };
 }

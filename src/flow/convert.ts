@@ -13,7 +13,7 @@ import type { Logger } from "../log/logger.js";
 import { Secret } from "../log/secret.js";
 import { readLuksHeaderFile, type LuksHeader, type Token } from "../luks/header.js";
 import { importToken, keyslotOpens, removeToken } from "../luks/tokens.js";
-import { BANKS, type Tpm } from "../tpm/commands.js";
+import { tokenBank, type Tpm } from "../tpm/commands.js";
 import { encode, tpm2b } from "../tpm/marshal.js";
 import { checkTpm2b, createPrimary, createSealed, importObject, load, loadNamed, parsePublic, rhelSrkTemplate, sealedTemplate, SYSTEMD_ECC_PRIMARY, unsealWithPcrPolicy } from "../tpm/objects.js";
 import { EncryptSession } from "../tpm/session.js";
@@ -74,9 +74,7 @@ export function parseImportToken(t: Token, h: LuksHeader): ImportToken {
   if (others.length > 0) bad(t, `keyslot ${slot} is also referenced by tpm2-import token ${others[0]!.id} (duplicate keyslot reference)`);
   const pcrs = t.json["tpm2-pcrs"];
   if (!Array.isArray(pcrs) || !pcrs.every((p) => Number.isInteger(p) && p >= 0 && p < 24)) bad(t, "tpm2-pcrs must be an array of PCR indexes 0..23");
-  const rawBank = t.json["tpm2-pcr-bank"];
-  const bank = typeof rawBank === "string" ? rawBank.toLowerCase() : "";
-  if (BANKS[bank] === undefined) bad(t, `tpm2-pcr-bank ${JSON.stringify(t.json["tpm2-pcr-bank"])} is not a known bank`);
+  const bank = tokenBank(t.json["tpm2-pcr-bank"]) ?? bad(t, `tpm2-pcr-bank ${JSON.stringify(t.json["tpm2-pcr-bank"])} is not a known bank`);
   const tb = (f: string) => {
     try {
       return checkTpm2b(b64(t, f)!, f);
@@ -185,9 +183,10 @@ async function verifiedSystemdToken(tpm: Tpm, device: string, h: LuksHeader, it:
   for (const t of h.tokens.filter((x) => x.type === "systemd-tpm2" && x.keyslots.length === 1 && x.keyslots[0] === it.slot)) {
     const blob = typeof t.json["tpm2-blob"] === "string" ? new Uint8Array(Buffer.from(t.json["tpm2-blob"] as string, "base64")) : undefined;
     const policy = typeof t.json["tpm2-policy-hash"] === "string" ? new Uint8Array(Buffer.from(t.json["tpm2-policy-hash"] as string, "hex")) : undefined;
-    if (!blob || !policy || blob.length < 4) continue;
+    const bank = tokenBank(t.json["tpm2-pcr-bank"], "sha256");
+    if (!blob || !policy || !bank || blob.length < 4) continue;
     try {
-      const secret = await unsealSystemdBlob(tpm, blob, (typeof t.json["tpm2-pcr-bank"] === "string" ? (t.json["tpm2-pcr-bank"] as string).toLowerCase() : "sha256"), t.json["tpm2-pcrs"] as number[], policy, c);
+      const secret = await unsealSystemdBlob(tpm, blob, bank, t.json["tpm2-pcrs"] as number[], policy, c);
       const pass = passphraseOf(secret);
       secret.wipe();
       const ok = await keyslotOpens(device, it.slot, pass);
@@ -205,11 +204,12 @@ export interface ConvertResult {
   converted: { token: string; keyslot: string; resumed: boolean }[];
 }
 
-export async function convertDevice(device: string, tpm: Tpm, opts: { log: Logger; faultAt?: FaultStep }): Promise<ConvertResult> {
+/** opts.header: the device's header when the caller has just read it (saves reading it again). */
+export async function convertDevice(device: string, tpm: Tpm, opts: { log: Logger; faultAt?: FaultStep; header?: LuksHeader }): Promise<ConvertResult> {
   const fault = (step: FaultStep) => {
     if (opts.faultAt === step) process.kill(process.pid, "SIGKILL"); // test-only: power loss at this step
   };
-  const h = await readLuksHeaderFile(device);
+  const h = opts.header ?? (await readLuksHeaderFile(device));
   const result: ConvertResult = { device, converted: [] };
   for (const t of h.tokens.filter((x) => x.type === "tpm2-import")) {
     const it = parseImportToken(t, h);

@@ -6,7 +6,7 @@ import { hex } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { readLuksHeaderFile, type Token } from "../luks/header.js";
-import { BANKS, type Tpm } from "../tpm/commands.js";
+import { tokenBank, type Tpm } from "../tpm/commands.js";
 import { tokenPolicyDigest } from "../tpm/policy.js";
 
 export interface TokenCheck {
@@ -24,18 +24,16 @@ export interface VolumePlan {
   skip?: string;
 }
 
-
 /** Checks one systemd-tpm2 token against the TPM's current PCRs. */
 export async function checkTpm2Token(t: Token, tpm: Tpm | undefined): Promise<TokenCheck> {
   const j = t.json;
   const base = { token: t.id, keyslot: t.keyslots[0] ?? "" };
-  const pcrs = j["tpm2-pcrs"], rawBank = j["tpm2-pcr-bank"];
-  const bank = rawBank === undefined ? "sha256" : typeof rawBank === "string" ? rawBank.toLowerCase() : "";
+  const pcrs = j["tpm2-pcrs"], bank = tokenBank(j["tpm2-pcr-bank"], "sha256");
   const want = j["tpm2-policy-hash"];
   if (!Array.isArray(pcrs) || !pcrs.every((p) => Number.isInteger(p) && p >= 0 && p < 24) || typeof want !== "string" || !/^[0-9a-f]{64}$/i.test(want)) {
     return { ...base, state: "unsupported", detail: "token lacks tpm2-pcrs or a sha256 tpm2-policy-hash" };
   }
-  if (BANKS[bank] === undefined) return { ...base, state: "unsupported", detail: `unknown tpm2-pcr-bank ${JSON.stringify(j["tpm2-pcr-bank"])}` };
+  if (bank === undefined) return { ...base, state: "unsupported", detail: `unknown tpm2-pcr-bank ${JSON.stringify(j["tpm2-pcr-bank"])}` };
   if (j.tpm2_pubkey_pcrs !== undefined && Array.isArray(j.tpm2_pubkey_pcrs) && j.tpm2_pubkey_pcrs.length > 0) return { ...base, state: "unsupported", detail: "signed PCR policy (tpm2_pubkey) is not checked" };
   if (!tpm) return { ...base, state: "no-tpm", detail: "no TPM to check against" };
   const values = pcrs.length > 0 ? await tpm.pcrRead(bank, pcrs as number[]) : new Map<number, Uint8Array>();

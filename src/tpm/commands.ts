@@ -15,6 +15,11 @@ export const RH = { OWNER: 0x40000001, NULL: 0x40000007, PW: 0x40000009 } as con
 export const CAP = { HANDLES: 1, PCRS: 5, TPM_PROPERTIES: 6 } as const;
 // No prototype: a bank name from an untrusted token ("constructor", "toString") must look up nothing.
 export const BANKS: Record<string, number> = Object.assign(Object.create(null) as Record<string, number>, { sha1: 0x0004, sha256: 0x000b, sha384: 0x000c, sha512: 0x000d });
+/** A token's tpm2-pcr-bank as a known bank name, or undefined; `missing` is used when the field is absent. */
+export function tokenBank(raw: unknown, missing?: string): string | undefined {
+  const bank = raw === undefined ? missing : typeof raw === "string" ? raw.toLowerCase() : undefined;
+  return bank !== undefined && BANKS[bank] !== undefined ? bank : undefined;
+}
 export const bankName = (alg: number): string => Object.entries(BANKS).find(([, a]) => a === alg)?.[0] ?? `0x${alg.toString(16)}`;
 
 export class TpmError extends CvmError {

@@ -43,7 +43,7 @@ describe("dracut module, tpm.tokens", () => {
 
   it("installs and enables the convert unit and writes crypttab when the image has none", () => {
     const d = setup(vtpm);
-    const r = run(d, `cvm_unlock_install_vtpm "$cvm_unlock_bin" "$cvm_unlock_confdir"`);
+    const r = run(d, `cvm_unlock_install_vtpm "$("$cvm_unlock_bin" debug config --config "$cvm_unlock_confdir/config.json" --cmdline /dev/null --crypttab)"`);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain(`inst_simple ${d}/mod/cvm-unlock-convert.service /usr/lib/systemd/system/cvm-unlock-convert.service`);
     expect(r.stdout).toContain(`systemctl -q --root ${d}/initrd enable cvm-unlock-convert.service`);
@@ -53,19 +53,19 @@ describe("dracut module, tpm.tokens", () => {
   it("keeps the host's entries, appends its own, and warns about an entry for its volume that names no TPM", () => {
     const other = "swap /dev/vdb /dev/urandom swap\n";
     let d = setup(vtpm, other);
-    let r = run(d, `cvm_unlock_install_vtpm "$cvm_unlock_bin" "$cvm_unlock_confdir"`);
+    let r = run(d, `cvm_unlock_install_vtpm "$("$cvm_unlock_bin" debug config --config "$cvm_unlock_confdir/config.json" --cmdline /dev/null --crypttab)"`);
     expect(readFileSync(join(d, "initrd/etc/crypttab"), "utf8")).toBe(`${other}${line}\n`);
     expect(r.stdout).not.toContain("dwarn");
 
     const own = `cryptroot /dev/disk/by-uuid/${UUID} none discard\n`;
     d = setup(vtpm, own);
-    r = run(d, `cvm_unlock_install_vtpm "$cvm_unlock_bin" "$cvm_unlock_confdir"`);
+    r = run(d, `cvm_unlock_install_vtpm "$("$cvm_unlock_bin" debug config --config "$cvm_unlock_confdir/config.json" --cmdline /dev/null --crypttab)"`);
     expect(readFileSync(join(d, "initrd/etc/crypttab"), "utf8")).toBe(own);
     expect(r.stdout).toContain(`dwarn cvm-unlock: /etc/crypttab in the image lists UUID=${UUID} without tpm2-device=`);
 
     const withTpm = `cryptroot UUID=${UUID} none tpm2-device=auto,tries=3\n`;
     d = setup(vtpm, withTpm);
-    r = run(d, `cvm_unlock_install_vtpm "$cvm_unlock_bin" "$cvm_unlock_confdir"`);
+    r = run(d, `cvm_unlock_install_vtpm "$("$cvm_unlock_bin" debug config --config "$cvm_unlock_confdir/config.json" --cmdline /dev/null --crypttab)"`);
     expect(readFileSync(join(d, "initrd/etc/crypttab"), "utf8")).toBe(withTpm);
     expect(r.stdout).not.toContain("dwarn");
   });
