@@ -25,9 +25,7 @@ dracutbasedir="$DRACUT_DIR" standin_keyfile="$S/standin.key" dracut --conf /dev/
     -m "systemd systemd-initrd dracut-systemd systemd-networkd crypt kernel-modules rootfs-block udev-rules base fs-lib standin" \
     --add-drivers "virtio_pci virtio_blk virtio_net dm_crypt" "$S/standin.img" >&2
 
-env -i PATH="$PATH" "$BUN" tools/dev-broker/main.ts serve --state "$S/broker" --dev --allow-tee sample --listen "127.0.0.1:$PORT" >"$S/broker.log" 2>&1 &
-PIDS+=($!)
-sleep 1
+start_broker
 uptime_of() { grep -ao 'root mounted at uptime [0-9.]*' "$1" | awk '{print $5}'; }
 declare -A T
 for img in agent standin; do

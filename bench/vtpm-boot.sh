@@ -32,16 +32,13 @@ make_esp "$S/plain.efi" "$S/esp-plain.img"
 
 VTPM="$S/vtpm"; make_vtpm_state "$VTPM"
 boot() { # img serial
-    start_vtpm "$VTPM"
-    run_qemu ovmf "$2" -drive "file=$S/esp-$1.img,if=none,id=esp,format=raw" -device virtio-blk-pci,drive=esp,bootindex=0
-    stop_vtpm
+    boot_vtpm "$VTPM" "$2" "$S/esp-$1.img"
     grep -qa 'CVM-UNLOCK-E2E: root mounted' "$2" || { log "$1: root not mounted"; tail -30 "$2" >&2; exit 1; }
 }
 # Calibration (broker up): PCR 7; then the owner seals to it and a first boot converts the token.
-env -i PATH="$PATH" "$BUN" tools/dev-broker/main.ts serve --state "$S/broker" --dev --allow-tee sample --listen "127.0.0.1:$PORT" >"$S/broker.log" 2>&1 &
-BROKER=$!; PIDS+=("$BROKER")
+start_broker
 boot agent "$S/serial-calibrate.log"
-kill "$BROKER"; wait "$BROKER" 2>/dev/null || true
+stop_broker
 pcr7=$(pcr_from_serial 7 "$S/serial-calibrate.log")
 seal_for_vtpm "$VTPM" "{\"bank\":\"sha256\",\"pcrs\":{\"7\":\"$pcr7\"}}"
 boot agent "$S/serial-first.log"

@@ -50,18 +50,6 @@ result() { if [ "$2" = PASS ]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILE
 
 T0=$(now)
 prepare_run e2e/luks/root
-BROKER_PID=""
-start_broker() { # extra flags…
-    # A plain command in the background (env execs bun), so $! is the broker itself and kill reaches it.
-    env -i PATH="$PATH" "$BUN" "$ROOT/tools/dev-broker/main.ts" serve --state "$S/broker" --dev --allow-tee sample --listen "127.0.0.1:$PORT" "$@" >>"$S/broker.log" 2>&1 &
-    BROKER_PID=$!; PIDS+=("$BROKER_PID")
-    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0; sleep 0.1; done
-    log "broker did not come up"; return 1
-}
-stop_broker() {
-    if [ -n "$BROKER_PID" ]; then kill "$BROKER_PID" 2>/dev/null || true; wait "$BROKER_PID" 2>/dev/null || true; fi
-    BROKER_PID=""
-}
 
 cat > "$CONFDIR/config.json" <<JSON
 {
@@ -175,15 +163,10 @@ JSON
     log "vTPM UKI $(du -m "$S/uki-a.efi" | cut -f1) MiB built in $(since "$t") s; crypttab, convert unit and tss2 inside"
     VTPM="$S/vtpm"
     make_vtpm_state "$VTPM"
-    boot_vtpm() { # name serial esp
-        start_vtpm "$VTPM"
-        run_qemu ovmf "$2" -drive "file=$3,if=none,id=esp,format=raw" -device virtio-blk-pci,drive=esp,bootindex=0
-        stop_vtpm
-    }
     tokens() { cryptsetup luksDump --dump-json-metadata "$ROOT_IMG" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(Object.values(JSON.parse(s).tokens).map(t=>t.type).sort().join(",")))'; }
 
     start_broker
-    boot_vtpm 5 "$S/serial-5.log" "$S/esp-a.img"
+    boot_vtpm "$VTPM" "$S/serial-5.log" "$S/esp-a.img"
     stop_broker
     EXTRA_WHY=""
     pcr4=$(pcr_from_serial 4 "$S/serial-5.log")
@@ -197,14 +180,14 @@ JSON
     log "sealed for the guest vTPM: tokens now $(tokens)"
 
     if want 6 || want 7 || want 8; then
-        boot_vtpm 6 "$S/serial-6.log" "$S/esp-a.img"
+        boot_vtpm "$VTPM" "$S/serial-6.log" "$S/esp-a.img"
         after=$(tokens)
         grep -q 'cvm-unlock: converted 1 tpm2-import token' "$S/serial-6.log" || EXTRA_WHY="no conversion reported in the initramfs"
         [ "$after" = systemd-tpm2 ] || EXTRA_WHY="${EXTRA_WHY:+$EXTRA_WHY; }tokens after the boot: $after (want systemd-tpm2 only)"
         verdict "boot 6 (OVMF + vTPM, first boot, broker stopped: converted in the initramfs, unlocked from the vTPM; tokens now $after)" "$S/serial-6.log" vtpm
     fi
     if want 7 || want 8; then
-        boot_vtpm 7 "$S/serial-7.log" "$S/esp-a.img"
+        boot_vtpm "$VTPM" "$S/serial-7.log" "$S/esp-a.img"
         grep -q 'cvm-unlock: nothing to do: no tpm2-import token' "$S/serial-7.log" || EXTRA_WHY="convert did not say nothing to do"
         own=$(grep -o 'cvm-unlock: nothing to do: root unlocks.*elapsed_ms=[0-9]*' "$S/serial-7.log" | grep -o 'elapsed_ms=[0-9]*' | head -n1)
         verdict "boot 7 (OVMF + vTPM, later boot, broker stopped: nothing to do, agent ${own:-time missing})" "$S/serial-7.log" vtpm
@@ -215,7 +198,7 @@ JSON
         make_esp "$S/uki-b.efi" "$S/esp-b.img"
         log "updated UKI (another command line) built in $(since "$t") s"
         start_broker
-        boot_vtpm 8 "$S/serial-8.log" "$S/esp-b.img"
+        boot_vtpm "$VTPM" "$S/serial-8.log" "$S/esp-b.img"
         stop_broker
         grep -qE 'systemd-tpm2 token [0-9]+ is stale' "$S/serial-8.log" || EXTRA_WHY="the agent did not log the stale token"
         verdict "boot 8 (OVMF + vTPM, UKI with another command line: token stale, the broker unlocks)" "$S/serial-8.log" unlock-askpass

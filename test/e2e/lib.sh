@@ -79,6 +79,20 @@ pcr_from_serial() {
     sed -n "s/.*CVM-UNLOCK-E2E: pcr sha256 $1 \([0-9A-Fa-f]\{64\}\).*/\1/p" "$2" | tr A-F a-f | head -n1
 }
 
+# The dev broker prepared by prepare_run, on 127.0.0.1:$PORT (extra flags go to `serve`). A plain command
+# in the background (env execs bun), so $! is the broker itself and kill reaches it.
+BROKER_PID=""
+start_broker() {
+    env -i PATH="$PATH" "$BUN" "$ROOT/tools/dev-broker/main.ts" serve --state "$S/broker" --dev --allow-tee sample --listen "127.0.0.1:$PORT" "$@" >>"$S/broker.log" 2>&1 &
+    BROKER_PID=$!; PIDS+=("$BROKER_PID")
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0; sleep 0.1; done
+    log "broker did not come up"; return 1
+}
+stop_broker() {
+    if [ -n "$BROKER_PID" ]; then kill "$BROKER_PID" 2>/dev/null || true; wait "$BROKER_PID" 2>/dev/null || true; fi
+    BROKER_PID=""
+}
+
 # A busybox root whose /sbin/init prints the marker and powers off; encrypted in place (no dm needed).
 make_root_image() {
     local img=$1 pass=$2 r="$S/rootfs"
@@ -180,6 +194,13 @@ check_vtpm_image() {
         grep -q "$f" <<< "$list" || { log "$1 lacks $f"; return 1; }
     done
     lsinitrd "$1" -f etc/crypttab 2>/dev/null | grep -q 'tpm2-device=auto,tries=2' || { log "$1: crypttab without tpm2-device=auto"; return 1; }
+}
+
+# One OVMF boot from ESP image $3 with swtpm on state $1 as the guest's TPM; serial log $2.
+boot_vtpm() {
+    start_vtpm "$1"
+    run_qemu ovmf "$2" -drive "file=$3,if=none,id=esp,format=raw" -device virtio-blk-pci,drive=esp,bootindex=0
+    stop_vtpm
 }
 
 make_esp() {
