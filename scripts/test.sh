@@ -14,7 +14,8 @@ report=$(mktemp)
 node_modules/.bin/vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || rc=1
 if counts=$(node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-  const broken = (r.testResults || []).filter(t => t.status === "failed" && t.assertionResults.length === 0).length;
+  // A suite that failed outside its tests (a beforeAll that threw) has no failed test of its own: count it.
+  const broken = (r.testResults || []).filter(t => t.status === "failed" && !t.assertionResults.some(a => a.status === "failed")).length;
   console.log(r.numPassedTests, r.numFailedTests + broken);
 ' "$report" 2>/dev/null); then
   passed=$((passed + ${counts% *})); failed=$((failed + ${counts#* }))

@@ -173,12 +173,21 @@ stop_vtpm() {
 # The same state on 127.0.0.1 for a host-side command (the owner reading the storage key): $1 state, then
 # the command, with SWTPM_SPEC set for it.
 with_vtpm_tcp() {
-    local state=$1 port pid rc=0; shift
-    port=$(free_port)
-    swtpm socket --tpm2 --tpmstate dir="$state" --server type=tcp,port="$port",bindaddr=127.0.0.1 \
-        --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 --flags not-need-init,startup-clear &
-    pid=$!; PIDS+=("$pid")
-    for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null && break; sleep 0.1; done
+    local state=$1 port pid rc=0 try; shift
+    # A port of the pair can be taken between free_port and swtpm's bind: then swtpm exits, and a new pair is tried.
+    for try in 1 2 3 4 5; do
+        port=$(free_port)
+        swtpm socket --tpm2 --tpmstate dir="$state" --server type=tcp,port="$port",bindaddr=127.0.0.1 \
+            --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 --flags not-need-init,startup-clear &
+        pid=$!; PIDS+=("$pid")
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            (exec 3<>"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null && break 2
+            sleep 0.1
+        done
+        kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+        [ "$try" = 5 ] && { log "swtpm on 127.0.0.1 did not start"; return 1; }
+    done
     SWTPM_SPEC="swtpm:host=127.0.0.1,port=$port" "$@" || rc=$?
     kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
     return "$rc"
