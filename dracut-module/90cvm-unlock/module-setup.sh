@@ -73,9 +73,11 @@ install() {
         [[ $on_failure == poweroff ]] && echo "FailureAction=poweroff-force"
     } > "$initdir/$systemdsystemunitdir/$unit.d/50-config.conf"
     if [[ $on_failure == poweroff ]]; then
-        # Production: no shell for the host to open, any failure powers the VM off.
-        mkdir -p "$initdir/etc/cmdline.d"
-        echo "rd.shell=0 rd.emergency=poweroff" > "$initdir/etc/cmdline.d/90cvm-unlock.conf"
+        # Production: no shell for the host to open, any failure powers the VM off (see the drop-in).
+        local u
+        for u in emergency.service rescue.service dracut-emergency.service; do
+            inst_simple "$moddir/cvm-unlock-poweroff.conf" "$systemdsystemunitdir/$u.d/90-cvm-unlock.conf"
+        done
     fi
 }
 

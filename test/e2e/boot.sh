@@ -22,6 +22,9 @@
 #           time printed) and never waits for the network
 #   boot 8  a UKI with another command line (PCR 4 changes), broker up: the agent finds the token stale,
 #           logs it, and the broker unlocks root
+# And one more on the SeaBIOS image (on_failure = poweroff):
+#   boot 9  the host adds rd.shell=1 rd.break=cmdline to the kernel command line → the VM powers itself off at
+#           the break, no shell (the module's emergency drop-ins; the command line cannot turn them off)
 # Why a calibration boot and not a prediction from the event log: the UKI sealed to is the very file boot 5
 # booted, with the same firmware, fresh OVMF variables and disks, so every PCR 4/7 event repeats; the values
 # are read from the TPM (not trusted from a replay), and prediction (Authenticode hashes substituted into the
@@ -38,7 +41,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --keep) export E2E_KEEP=1; shift ;;
         --only) ONLY=",$2,"; shift 2 ;;
-        *) echo "usage: $0 [--keep] [--only 1,2,...,8]  (6-8 build on 5)" >&2; exit 2 ;;
+        *) echo "usage: $0 [--keep] [--only 1,2,...,9]  (6-8 build on 5)" >&2; exit 2 ;;
     esac
 done
 want() { [ -z "$ONLY" ] || [[ $ONLY == *",$1,"* ]]; }
@@ -88,6 +91,12 @@ verdict() {
                 [ -z "$why" ] && ! grep -q 'cvm-unlock: nothing to do: root unlocks from its vTPM token' "$serial" && why="the agent did not say nothing to do"
                 [ -z "$why" ] && grep -qE 'cvm-unlock: (attesting|waiting for a route|unlocked)' "$serial" && why="the agent went to the network"
                 [ -z "$why" ] && ! grep -qa 'Finished.*systemd-cryptsetu' "$serial" && why="systemd-cryptsetup did not finish"
+                ;;
+            no-shell)
+                grep -qF "$MARKER" "$serial" && why="root was mounted despite rd.break"
+                [ -z "$why" ] && grep -qiE 'Entering emergency mode|maintenance|sh-5|dracut:/#' "$serial" && why="a shell was offered"
+                [ -z "$why" ] && ! grep -q 'cvm-unlock: emergency in the initramfs (on_failure = poweroff): powering off' "$serial" && why="the emergency drop-in did not run"
+                [ -z "$why" ] && ! grep -qE 'reboot: Power down|Powering off' "$serial" && why="the VM did not power itself off"
                 ;;
             poweroff)
                 grep -qF "$MARKER" "$serial" && why="root was mounted although the broker refused"
@@ -203,6 +212,11 @@ JSON
         grep -qE 'systemd-tpm2 token [0-9]+ is stale' "$S/serial-8.log" || EXTRA_WHY="the agent did not log the stale token"
         verdict "boot 8 (OVMF + vTPM, UKI with another command line: token stale, the broker unlocks)" "$S/serial-8.log" unlock-askpass
     fi
+fi
+
+if want 9; then
+    E2E_BOOT_TIMEOUT=90 run_qemu seabios "$S/serial-9.log" -kernel "$VMLINUZ" -initrd "$S/initrd.img" -append "$CMDLINE rd.shell=1 rd.break=cmdline"
+    verdict "boot 9 (SeaBIOS, the host asks for a shell with rd.shell=1 rd.break=cmdline → power off, no shell)" "$S/serial-9.log" no-shell
 fi
 
 log "e2e done in $(since "$T0") s"

@@ -3,13 +3,14 @@
 // helpers (inst_simple, dwarn, systemctl --root) are stood in for by recorders; the whole module inside real
 // dracut builds is exercised by test/e2e (check_vtpm_image and the vTPM boots).
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BIN, requireBin, tempDir } from "../helpers/bin.js";
 
 const MODULE = join(process.cwd(), "dracut-module/90cvm-unlock/module-setup.sh");
 const UUID = "1fc44f44-f461-4372-9eba-423cadc94716";
+const CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
 function setup(config: object, crypttab?: string) {
   const d = tempDir("module-");
@@ -68,5 +69,31 @@ describe("dracut module, tpm.tokens", () => {
     r = run(d, `cvm_unlock_install_vtpm "$("$cvm_unlock_bin" debug config --config "$cvm_unlock_confdir/config.json" --cmdline /dev/null --crypttab)"`);
     expect(readFileSync(join(d, "initrd/etc/crypttab"), "utf8")).toBe(withTpm);
     expect(r.stdout).not.toContain("dwarn");
+  });
+});
+
+describe("dracut module, install", () => {
+  const stubs = `do_strip=no; systemdutildir=/usr/lib/systemd; inst_binary() { echo "inst_binary $*"; }; inst_multiple() { echo "inst_multiple $*"; }; dfatal() { echo "dfatal $*"; }
+install`;
+  const base = { volumes: [{ name: "root", device: `UUID=${UUID}`, resource: "r/o/1" }], broker: { url: "https://kbs.example", ca: "ca.pem" } };
+  const dropins = ["emergency.service", "rescue.service", "dracut-emergency.service"].map((u) => `/usr/lib/systemd/system/${u}.d/90-cvm-unlock.conf`);
+
+  it("on_failure poweroff: emergency drop-ins and FailureAction, no /etc/cmdline.d (it would start two more dracut units)", () => {
+    const d = setup({ ...base, on_failure: "poweroff", deadline_s: 90 });
+    writeFileSync(join(d, "conf/ca.pem"), CA);
+    const r = run(d, stubs);
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    for (const f of dropins) expect(r.stdout).toContain(`inst_simple ${d}/mod/cvm-unlock-poweroff.conf ${f}`);
+    expect(readFileSync(join(d, "initrd/usr/lib/systemd/system/cvm-unlock.service.d/50-config.conf"), "utf8")).toBe("[Service]\nTimeoutStartSec=120\nFailureAction=poweroff-force\n");
+    expect(existsSync(join(d, "initrd/etc/cmdline.d"))).toBe(false);
+  });
+
+  it("on_failure emergency: neither the drop-ins nor FailureAction", () => {
+    const d = setup({ ...base, on_failure: "emergency" });
+    writeFileSync(join(d, "conf/ca.pem"), CA);
+    const r = run(d, stubs);
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout).not.toContain("cvm-unlock-poweroff.conf");
+    expect(readFileSync(join(d, "initrd/usr/lib/systemd/system/cvm-unlock.service.d/50-config.conf"), "utf8")).not.toContain("FailureAction");
   });
 });
