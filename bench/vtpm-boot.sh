@@ -42,7 +42,7 @@ stop_broker
 pcr7=$(pcr_from_serial 7 "$S/serial-calibrate.log")
 seal_for_vtpm "$VTPM" "{\"bank\":\"sha256\",\"pcrs\":{\"7\":\"$pcr7\"}}"
 boot agent "$S/serial-first.log"
-grep -qa 'converted 1 tpm2-import token' "$S/serial-first.log" || { log "the first boot did not convert"; exit 1; }
+grep -qa 'converted tpm2-import token 0' "$S/serial-first.log" || { log "the first boot did not convert"; exit 1; }
 
 uptime_of() { grep -ao 'root mounted at uptime [0-9.]*' "$1" | awk '{print $5}'; }
 declare -A WALL UP

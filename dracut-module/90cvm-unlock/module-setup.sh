@@ -81,14 +81,13 @@ install() {
     fi
 }
 
-# tpm.tokens: the first-boot conversion unit, and tpm2-device=auto with a second try for every volume —
-# $1 holds the crypttab lines (`cvm-unlock debug config --crypttab`). An entry already in the image's
-# crypttab (e.g. the host's in hostonly mode) is kept, but must name a TPM itself. A per-UUID
-# rd.luks.options= on the kernel command line replaces these options.
+# tpm.tokens: tpm2-device=auto with a second try for every volume — $1 holds the crypttab lines
+# (`cvm-unlock debug config --crypttab`). The agent (ask-password unit, beside systemd-cryptsetup) converts
+# the owner's tpm2-import tokens on the first boot. An entry already in the image's crypttab (e.g. the
+# host's in hostonly mode) is kept, but must name a TPM itself. A per-UUID rd.luks.options= on the kernel
+# command line replaces these options.
 cvm_unlock_install_vtpm() {
     local line name dev entry tab="$initdir/etc/crypttab"
-    inst_simple "$moddir/cvm-unlock-convert.service" "$systemdsystemunitdir/cvm-unlock-convert.service"
-    $SYSTEMCTL -q --root "$initdir" enable cvm-unlock-convert.service
     mkdir -p "$initdir/etc"
     while read -r line; do
         [[ -n $line ]] || continue

@@ -3,7 +3,7 @@
 import type { Effective, Volume } from "../config/config.js";
 import { fetchResources } from "../flow/broker.js";
 import type { Deadline } from "../flow/deadline.js";
-import { answerAskPassword } from "../keyring/askpass.js";
+import { answerAskPassword, type AskVolume } from "../keyring/askpass.js";
 import { handOff } from "../keyring/handoff.js";
 import { KbsClient } from "../kbs/client.js";
 import type { Secret } from "../log/secret.js";
@@ -17,9 +17,18 @@ import { CvmError } from "../errors.js";
 
 export async function unlockThroughBroker(
   ctx: Context,
-  a: { eff: Effective; deps: UnlockDeps; deadline: Deadline; needBroker: Volume[]; devices: Map<string, string>; skipped: { name: string; reason: string }[] },
+  a: { eff: Effective; deps: UnlockDeps; deadline: Deadline; needBroker: Volume[]; devices: Map<string, string>; skipped: { name: string; reason: string }[]; converted?: AskVolume[] },
 ): Promise<Result> {
   const { eff, deps, deadline, needBroker, devices, skipped } = a;
+  const converted = a.converted ?? [];
+  try {
+    return await throughBroker(ctx, eff, deps, deadline, needBroker, devices, skipped, converted);
+  } finally {
+    for (const c of converted) c.passphrase.wipe();
+  }
+}
+
+async function throughBroker(ctx: Context, eff: Effective, deps: UnlockDeps, deadline: Deadline, needBroker: Volume[], devices: Map<string, string>, skipped: { name: string; reason: string }[], converted: AskVolume[]): Promise<Result> {
   const config = eff.config;
   const provider = deps.provider ? deps.provider(eff, ctx) : chooseProvider({ allowSimulated: config.tee.allow_simulated, vmpl: config.tee.vmpl, log: ctx.log, native: ctx.native });
   const transport = deps.transport ? deps.transport(eff) : brokerTransport(eff, ctx);
@@ -41,8 +50,8 @@ export async function unlockThroughBroker(
     await ctx.trace.run("check", () => Promise.all(needBroker.map((v, i) => checks[i]!.check(secrets.get(v.resource!)!))));
     let serial: number | undefined;
     if (config.keyring.handoff === "ask-password") {
-      const volumes = needBroker.map((v) => ({ name: v.name, match: askIds(v, devices.get(v.name)!), passphrase: secrets.get(v.resource!)! }));
-      await ctx.trace.run("ask-password", () => answerAskPassword({ volumes, deadline, log: ctx.log }));
+      const volumes = [...converted, ...needBroker.map((v) => ({ name: v.name, match: askIds(v, devices.get(v.name)!), passphrase: secrets.get(v.resource!)! }))];
+      await ctx.trace.run("ask-password", () => answerAskPassword({ volumes, deadline, log: ctx.log, ...deps.askpass }));
     } else {
       serial = await ctx.trace.run("keyring", async () => handOff(await ctx.native(), config.keyring, orderedSecrets(needBroker, secrets)));
       ctx.log.info("passphrases handed to systemd-cryptsetup", { keyring: config.keyring.keyring, key: config.keyring.key, serial });
@@ -51,7 +60,7 @@ export async function unlockThroughBroker(
       status: "done",
       message: `unlocked ${needBroker.length} volume(s) through the broker: ${needBroker.map((v) => v.name).join(", ")}`,
       data: {
-        volumes: needBroker.map((v) => ({ name: v.name, device: devices.get(v.name), source: "broker", resource: v.resource })),
+        volumes: [...converted.map((c) => ({ name: c.name, device: devices.get(c.name), source: "tpm2-import" })), ...needBroker.map((v) => ({ name: v.name, device: devices.get(v.name), source: "broker", resource: v.resource }))],
         skipped,
         tee: provider.tee,
         attempts: ctx.trace.attempts,

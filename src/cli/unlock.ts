@@ -1,7 +1,14 @@
 // cvm-unlock unlock: the boot job. For the configured volumes: wait for their devices, get every
 // passphrase from the broker in one attestation, prove each opens its volume's keyslot, then hand them
 // all to systemd-cryptsetup through the keyring at once. Any failure leaves nothing in the keyring.
+// In a vTPM image (tpm.tokens) it runs beside systemd-cryptsetup and first converts the owner's tpm2-import
+// tokens; a volume whose systemd-tpm2 token will unseal needs nothing, a stale one goes to the broker.
 import type { Effective, Volume } from "../config/config.js";
+import { CvmError } from "../errors.js";
+import { answerAskPassword, type AskVolume } from "../keyring/askpass.js";
+import type { Secret } from "../log/secret.js";
+import { luksActive } from "../luks/cryptsetup.js";
+import { readLuksHeaderFile, type LuksHeader } from "../luks/header.js";
 import type { BrokerDeps } from "../flow/broker.js";
 import type { Transport } from "../kbs/transport.js";
 import type { EvidenceProvider } from "../tee/evidence.js";
@@ -20,6 +27,10 @@ export interface UnlockDeps {
   tpm?: (device: string, ctx: Context) => Promise<Tpm | undefined>;
   /** Overrides for the attempt loop (tests shorten the backoff). */
   broker?: Pick<BrokerDeps, "sleep" | "random" | "routeReady">;
+  /** ask-password seams (tests: a request directory and reply binary of their own). */
+  askpass?: { dir?: string; reply?: string; pollMs?: number };
+  /** Is the LUKS volume with this UUID open? (tests: a fake; default reads /sys/block/dm-*). */
+  luksActive?: (uuid: string) => boolean;
 }
 
 
@@ -31,23 +42,86 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
     if (eff.disabled) return { status: "disabled", message: "disabled by rd.cvm_unlock=0 on the kernel command line" };
     const deadline = new Deadline(config.deadline_s);
     const withResource = config.volumes.filter((v) => v.resource !== undefined);
-    const skipped = config.volumes.filter((v) => v.resource === undefined).map((v) => ({ name: v.name, reason: "no broker resource configured" }));
-    if (withResource.length === 0) return { status: "nothing-to-do", message: "nothing to do: no volume needs the broker", data: { volumes: [], skipped } };
+    // A vTPM image (tpm.tokens) looks at every volume: one may carry the owner's tpm2-import token.
+    const wanted = config.tpm.tokens ? config.volumes : withResource;
+    const skipped = config.volumes.filter((v) => v.resource === undefined && !config.tpm.tokens).map((v) => ({ name: v.name, reason: "no broker resource configured" }));
+    if (wanted.length === 0) return { status: "nothing-to-do", message: "nothing to do: no volume needs the broker", data: { volumes: [], skipped } };
 
-    const devices = await ctx.trace.run("devices", () => waitForDevices(withResource, deadline, ctx));
-    // A volume whose systemd-tpm2 token will unseal with the current PCRs needs nothing from the broker.
-    let tpm: Tpm | undefined;
-    const plans = await ctx.trace
-      .run("plan", () => planVolumes(withResource.map((v) => ({ volume: v, path: devices.get(v.name)! })), { tpm: async () => (tpm = await (deps.tpm ?? openTpmQuietly)(config.tpm.device, ctx)), log: ctx.log }))
-      .finally(() => tpm?.transport.close());
-    for (const p of plans) if (p.skip) skipped.push({ name: p.volume.name, reason: p.skip });
-    const needBroker = plans.filter((p) => !p.skip).map((p) => p.volume);
-    if (needBroker.length === 0) {
-      return { status: "nothing-to-do", message: `nothing to do: ${plans.map((p) => `${p.volume.name} unlocks from its vTPM token`).join("; ")}`, data: { volumes: [], skipped, timings_ms: ctx.trace.timings_ms } };
+    const devices = await ctx.trace.run("devices", () => waitForDevices(wanted, deadline, ctx));
+    let tpm: Tpm | undefined | null = null;
+    const theTpm = async () => (tpm === null ? (tpm = await (deps.tpm ?? openTpmQuietly)(config.tpm.device, ctx)) : tpm);
+    let fromImport = new Map<string, { passphrase: Secret; uuid: string }>();
+    let plans;
+    try {
+      // First boot of a vTPM image: the owner's tpm2-import tokens become systemd-tpm2 tokens here, beside
+      // systemd-cryptsetup (nothing waits for this on later boots); the proven passphrase answers its request now.
+      if (config.tpm.tokens) fromImport = await ctx.trace.run("convert", () => convertImports(wanted.map((v) => ({ volume: v, path: devices.get(v.name)! })), theTpm, ctx));
+      // A volume whose systemd-tpm2 token will unseal with the current PCRs needs nothing from the broker.
+      const rest = withResource.filter((v) => !fromImport.has(v.name));
+      plans = await ctx.trace.run("plan", () => planVolumes(rest.map((v) => ({ volume: v, path: devices.get(v.name)! })), { tpm: theTpm, log: ctx.log }));
+    } catch (e) {
+      for (const f of fromImport.values()) f.passphrase.wipe();
+      throw e;
+    } finally {
+      (tpm as Tpm | undefined | null)?.transport.close();
     }
-    const { unlockThroughBroker } = await import("./unlock-broker.js");
-    return unlockThroughBroker(ctx, { eff, deps, deadline, needBroker, devices, skipped });
+    for (const p of plans) if (p.skip) skipped.push({ name: p.volume.name, reason: p.skip });
+    for (const v of config.volumes) if (config.tpm.tokens && v.resource === undefined && !fromImport.has(v.name)) skipped.push({ name: v.name, reason: "no tpm2-import token and no broker resource" });
+    const needBroker = plans.filter((p) => !p.skip).map((p) => p.volume);
+    const converted: AskVolume[] = [...fromImport].map(([name, f]) => {
+      const v = config.volumes.find((x) => x.name === name)!;
+      return { name, match: askIds(v, devices.get(name)!), passphrase: f.passphrase, active: () => (deps.luksActive ?? luksActive)(f.uuid) };
+    });
+    if (needBroker.length > 0) {
+      const { unlockThroughBroker } = await import("./unlock-broker.js");
+      return unlockThroughBroker(ctx, { eff, deps, deadline, needBroker, devices, skipped, converted });
+    }
+    if (converted.length > 0) {
+      try {
+        await ctx.trace.run("ask-password", () => answerAskPassword({ volumes: converted, deadline, log: ctx.log, ...deps.askpass }));
+      } finally {
+        for (const c of converted) c.passphrase.wipe();
+      }
+      const names = converted.map((c) => c.name).join(", ");
+      return { status: "done", message: `unlocked ${converted.length} volume(s) from their converted vTPM tokens: ${names}`, data: { volumes: converted.map((c) => ({ name: c.name, device: devices.get(c.name), source: "tpm2-import" })), skipped, timings_ms: ctx.trace.timings_ms } };
+    }
+    const why = plans.map((p) => `${p.volume.name} unlocks from its vTPM token`).join("; ") || "no volume needs the broker";
+    return { status: "nothing-to-do", message: `nothing to do: ${why}`, data: { volumes: [], skipped, timings_ms: ctx.trace.timings_ms } };
   };
+}
+
+/** vTPM first boot, in the agent: converts each volume's tpm2-import tokens (flow/convert.ts) and keeps the
+ *  passphrase proven on its keyslot. A failure is logged and stops nothing: the owner's token stays for the
+ *  next boot, and the volume goes to the broker if it has a resource. */
+async function convertImports(volumes: { volume: Volume; path: string }[], tpm: () => Promise<Tpm | undefined>, ctx: Context): Promise<Map<string, { passphrase: Secret; uuid: string }>> {
+  const out = new Map<string, { passphrase: Secret; uuid: string }>();
+  for (const { volume, path } of volumes) {
+    let header: LuksHeader;
+    try {
+      header = await readLuksHeaderFile(path);
+    } catch (e) {
+      if (e instanceof CvmError) throw new CvmError("LUKS", `volume ${volume.name}: ${e.message}`, { volume: volume.name });
+      throw e;
+    }
+    if (!header.tokens.some((t) => t.type === "tpm2-import")) continue;
+    const t = await tpm();
+    if (!t) {
+      ctx.log.warn(`volume ${volume.name}: no TPM, so its tpm2-import token cannot be converted`, { volume: volume.name });
+      continue;
+    }
+    const keep = (_slot: string, passphrase: Secret) => {
+      if (out.has(volume.name)) passphrase.wipe();
+      else out.set(volume.name, { passphrase, uuid: header.uuid });
+    };
+    try {
+      const { convertDevice } = await import("../flow/convert.js"); // loaded only on a first boot
+      await convertDevice(path, t, { log: ctx.log, header, proven: keep });
+    } catch (e) {
+      const how = out.has(volume.name) ? "its passphrase was proven, so this boot still unlocks" : volume.resource !== undefined ? "the broker is asked instead" : "the volume has no other way in";
+      ctx.log.warn(`volume ${volume.name}: converting its tpm2-import token failed (${how}): ${(e as Error).message}`, { volume: volume.name });
+    }
+  }
+  return out;
 }
 
 export const unlock: Runner = makeUnlock();

@@ -55,6 +55,9 @@ export function readConfigFile(path: string): unknown {
 export function parseConfig(raw: unknown, source: string): Config {
   const problems: string[] = [];
   const config = validate(raw, CONFIG_SCHEMA, "", problems) as Config;
+  // A vTPM image hands over through ask-password unless the config says otherwise (crossCheck refuses that).
+  const handoffGiven = (raw as { keyring?: { handoff?: unknown } } | null)?.keyring?.handoff !== undefined;
+  if (problems.length === 0 && config.tpm.tokens && !handoffGiven) config.keyring.handoff = "ask-password";
   if (problems.length === 0) crossCheck(config, problems);
   if (problems.length > 0) {
     throw new CvmError("CONFIG", `config ${source}: ${problems.join("; ")}`, { problems: problems.length });
@@ -78,8 +81,9 @@ function crossCheck(c: Config, problems: string[]): void {
   }
   // systemd-cryptsetup 252 accepts a cached (keyring) passphrase on its first try only, and tpm2-device=auto
   // spends that try on the TPM: after a stale or missing token it asks through ask-password, never the keyring.
-  if (c.tpm.tokens && c.keyring.handoff === "keyring" && c.volumes.some((v) => v.resource !== undefined)) {
-    problems.push('keyring.handoff: must be "ask-password" when tpm.tokens is true (systemd-cryptsetup reads the keyring only on its first try, which tpm2-device=auto spends on the TPM)');
+  // (On a first boot the agent answers that request with the passphrase it converted; later, the broker's.)
+  if (c.tpm.tokens && c.keyring.handoff === "keyring") {
+    problems.push('keyring.handoff: must be "ask-password" (the default) when tpm.tokens is true (systemd-cryptsetup reads the keyring only on its first try, which tpm2-device=auto spends on the TPM)');
   }
 }
 

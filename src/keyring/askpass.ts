@@ -32,19 +32,24 @@ export interface AskVolume {
   /** What systemd-cryptsetup names the device: the path, or the LUKS UUID. */
   match: string[];
   passphrase: Secret;
+  /** True once the volume is open without an answer from us (systemd-cryptsetup unlocked it from a TPM
+   *  token written on this boot): then no request will come, and the volume is settled. */
+  active?: () => boolean;
 }
 
 /** Does the request's Id (cryptsetup:<source device>) belong to this volume? */
 export const askMatches = (req: AskRequest, v: AskVolume): boolean =>
   req.id.startsWith("cryptsetup:") && v.match.some((m) => req.id === `cryptsetup:${m}` || req.id.endsWith(m));
 
-/** Answers each volume's request once; returns the names answered. Throws LUKS at the deadline. */
+/** Answers each volume's request once; returns the names answered (a volume that became active without an
+ *  answer is settled but not listed). Throws LUKS at the deadline. */
 export async function answerAskPassword(opts: { volumes: AskVolume[]; deadline: Deadline; log: Logger; dir?: string; reply?: string; pollMs?: number }): Promise<string[]> {
   const dir = opts.dir ?? ASK_DIR;
   const reply = opts.reply ?? REPLY_BINARY;
   const answered = new Set<string>();
+  const settled = new Set<string>();
   const seen = new Set<string>();
-  while (answered.size < opts.volumes.length) {
+  while (settled.size < opts.volumes.length) {
     let files: string[] = [];
     try {
       files = readdirSync(dir).filter((f) => f.startsWith("ask."));
@@ -61,18 +66,24 @@ export async function answerAskPassword(opts: { volumes: AskVolume[]; deadline: 
       }
       if (!req) continue;
       seen.add(f);
-      const v = opts.volumes.find((x) => !answered.has(x.name) && askMatches(req!, x));
+      const v = opts.volumes.find((x) => !settled.has(x.name) && askMatches(req!, x));
       if (!v) continue;
       const child = await spawnWithStdin([reply, "1", req.socket]);
       v.passphrase.use((b) => child.end(b));
       const r = await child.exited;
       if (r.code !== 0) throw new CvmError("LUKS", `volume ${v.name}: systemd-reply-password failed (exit ${r.code}): ${r.stderr.trim().slice(0, 200)}`);
       answered.add(v.name);
+      settled.add(v.name);
       opts.log.info("answered systemd's password request", { volume: v.name, id: req.id });
     }
-    if (answered.size === opts.volumes.length) break;
+    for (const v of opts.volumes) {
+      if (settled.has(v.name) || !v.active?.()) continue;
+      settled.add(v.name);
+      opts.log.info("volume opened without a password request (from its vTPM token)", { volume: v.name });
+    }
+    if (settled.size === opts.volumes.length) break;
     if (opts.deadline.expired()) {
-      const missing = opts.volumes.filter((v) => !answered.has(v.name)).map((v) => v.name);
+      const missing = opts.volumes.filter((v) => !settled.has(v.name)).map((v) => v.name);
       throw new CvmError("LUKS", `no password request from systemd-cryptsetup for ${missing.join(", ")} within the deadline`);
     }
     await sleep(Math.min(opts.pollMs ?? 200, opts.deadline.remainingMs()));

@@ -1,7 +1,7 @@
 // The LUKS side of the broker path: find the volume's block device, and prove a passphrase opens one of
 // its keyslots with `cryptsetup open --test-passphrase --key-file=-` (passphrase on stdin only; nothing
 // is activated, so no device-mapper is needed).
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { CvmError } from "../errors.js";
 import type { Secret } from "../log/secret.js";
 import { spawnWithStdin } from "../proc.js";
@@ -21,6 +21,25 @@ function udevEscape(s: string): string {
 }
 
 export const deviceExists = (path: string): boolean => existsSync(path);
+
+/** Is the LUKS volume with this UUID open (a dm-crypt mapping made by libcryptsetup, whatever its name)?
+ *  libcryptsetup names the mapping's dm UUID CRYPT-<type>-<uuid without dashes>-<name>. */
+export function luksActive(uuid: string, sysBlock = "/sys/block"): boolean {
+  const want = uuid.replace(/-/g, "").toLowerCase();
+  let entries: string[];
+  try {
+    entries = readdirSync(sysBlock).filter((d) => d.startsWith("dm-"));
+  } catch {
+    return false;
+  }
+  return entries.some((d) => {
+    try {
+      return new RegExp(`^CRYPT-LUKS[12]-${want}-`, "i").test(readFileSync(`${sysBlock}/${d}/dm/uuid`, "utf8"));
+    } catch {
+      return false;
+    }
+  });
+}
 
 export interface CryptsetupResult {
   ok: boolean;

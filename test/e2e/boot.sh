@@ -15,11 +15,12 @@
 #           answers its password request from the broker; root's init prints PCR 4 and 7 (sha256)
 #   (host)  the owner seals: `cvm-unlock seal` to the guest vTPM's storage key (read from the same swtpm
 #           state on 127.0.0.1) and the PCR values boot 5 printed → a keyslot and a tpm2-import token
-#   boot 6  first vTPM boot, broker stopped: cvm-unlock-convert turns tpm2-import into systemd-tpm2 in the
-#           initramfs, systemd-cryptsetup unlocks from the vTPM; afterwards the header has no tpm2-import
-#           token and a systemd-tpm2 one
-#   boot 7  later vTPM boot, broker stopped: unlocks from the vTPM; the agent says "nothing to do" (its own
-#           time printed) and never waits for the network
+#   boot 6  first vTPM boot, broker stopped: the agent (beside systemd-cryptsetup, whose TPM try finds no
+#           systemd-tpm2 token) turns tpm2-import into systemd-tpm2 in the initramfs and answers the password
+#           request with the passphrase it proved; afterwards the header has no tpm2-import token and a
+#           systemd-tpm2 one
+#   boot 7  later vTPM boot, broker stopped: systemd-cryptsetup unlocks from the vTPM without waiting for the
+#           agent; the agent says "nothing to do" (its own time printed) and never waits for the network
 #   boot 8  a UKI with another command line (PCR 4 changes), broker up: the agent finds the token stale,
 #           logs it, and the broker unlocks root
 # And one more on the SeaBIOS image (on_failure = poweroff):
@@ -77,7 +78,7 @@ verdict() {
     local name=$1 serial=$2 expect=$3 why=""
     if grep -qF "$PASS_PHRASE" "$serial" "$S/broker.log"; then why="the passphrase appears in a log"; fi
     # With the ask-password hand-off the console agent shows the prompt while cvm-unlock answers it.
-    if [ -z "$why" ] && [ "$expect" != unlock-askpass ] && grep -q 'Please enter passphrase' "$serial"; then why="systemd-cryptsetup prompted on the console"; fi
+    if [ -z "$why" ] && [ "$expect" != unlock-askpass ] && [ "$expect" != vtpm-first ] && grep -q 'Please enter passphrase' "$serial"; then why="systemd-cryptsetup prompted on the console"; fi
     if [ -z "$why" ] && [ "$QEMU_RC" = 124 ]; then why="timed out after ${E2E_BOOT_TIMEOUT:-300} s"; fi
     if [ -z "$why" ] && [ "$QEMU_RC" = retry-missing ]; then why="the agent never saw the broker down (no failed attempt logged)"; fi
     if [ -z "$why" ]; then
@@ -90,6 +91,13 @@ verdict() {
                 grep -qF "$MARKER" "$serial" || why="root was not mounted"
                 [ -z "$why" ] && ! grep -q 'cvm-unlock: nothing to do: root unlocks from its vTPM token' "$serial" && why="the agent did not say nothing to do"
                 [ -z "$why" ] && grep -qE 'cvm-unlock: (attesting|waiting for a route|unlocked)' "$serial" && why="the agent went to the network"
+                [ -z "$why" ] && ! grep -qa 'Finished.*systemd-cryptsetu' "$serial" && why="systemd-cryptsetup did not finish"
+                ;;
+            vtpm-first)
+                grep -qF "$MARKER" "$serial" || why="root was not mounted"
+                [ -z "$why" ] && ! grep -q 'cvm-unlock: converted tpm2-import token 0 (keyslot 1) into a systemd-tpm2 token' "$serial" && why="no conversion reported in the initramfs"
+                [ -z "$why" ] && ! grep -q 'cvm-unlock: unlocked 1 volume(s) from their converted vTPM tokens: root' "$serial" && why="the agent did not report the unlock from the converted token"
+                [ -z "$why" ] && grep -qE 'cvm-unlock: (attesting|waiting for a route)' "$serial" && why="the agent went to the network"
                 [ -z "$why" ] && ! grep -qa 'Finished.*systemd-cryptsetu' "$serial" && why="systemd-cryptsetup did not finish"
                 ;;
             no-shell)
@@ -169,7 +177,7 @@ JSON
     check_image_binary "$S/uki-a.efi"
     check_vtpm_image "$S/uki-a.efi"
     make_esp "$S/uki-a.efi" "$S/esp-a.img"
-    log "vTPM UKI $(du -m "$S/uki-a.efi" | cut -f1) MiB built in $(since "$t") s; crypttab, convert unit and tss2 inside"
+    log "vTPM UKI $(du -m "$S/uki-a.efi" | cut -f1) MiB built in $(since "$t") s; crypttab, tss2 and the ask-password agent inside"
     VTPM="$S/vtpm"
     make_vtpm_state "$VTPM"
     tokens() { cryptsetup luksDump --dump-json-metadata "$ROOT_IMG" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(Object.values(JSON.parse(s).tokens).map(t=>t.type).sort().join(",")))'; }
@@ -191,13 +199,12 @@ JSON
     if want 6 || want 7 || want 8; then
         boot_vtpm "$VTPM" "$S/serial-6.log" "$S/esp-a.img"
         after=$(tokens)
-        grep -q 'cvm-unlock: converted 1 tpm2-import token' "$S/serial-6.log" || EXTRA_WHY="no conversion reported in the initramfs"
-        [ "$after" = systemd-tpm2 ] || EXTRA_WHY="${EXTRA_WHY:+$EXTRA_WHY; }tokens after the boot: $after (want systemd-tpm2 only)"
-        verdict "boot 6 (OVMF + vTPM, first boot, broker stopped: converted in the initramfs, unlocked from the vTPM; tokens now $after)" "$S/serial-6.log" vtpm
+        [ "$after" = systemd-tpm2 ] || EXTRA_WHY="tokens after the boot: $after (want systemd-tpm2 only)"
+        how=$(grep -o "cvm-unlock: \(answered systemd's password request\|volume opened without a password request\)" "$S/serial-6.log" | head -n1 | sed 's/cvm-unlock: //')
+        verdict "boot 6 (OVMF + vTPM, first boot, broker stopped: converted in the initramfs beside systemd-cryptsetup, ${how:-?}; tokens now $after)" "$S/serial-6.log" vtpm-first
     fi
     if want 7 || want 8; then
         boot_vtpm "$VTPM" "$S/serial-7.log" "$S/esp-a.img"
-        grep -q 'cvm-unlock: nothing to do: no tpm2-import token' "$S/serial-7.log" || EXTRA_WHY="convert did not say nothing to do"
         own=$(grep -o 'cvm-unlock: nothing to do: root unlocks.*elapsed_ms=[0-9]*' "$S/serial-7.log" | grep -o 'elapsed_ms=[0-9]*' | head -n1)
         verdict "boot 7 (OVMF + vTPM, later boot, broker stopped: nothing to do, agent ${own:-time missing})" "$S/serial-7.log" vtpm
     fi

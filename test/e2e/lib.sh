@@ -193,16 +193,20 @@ with_vtpm_tcp() {
     return "$rc"
 }
 
-# A tpm.tokens image carries what the vTPM path needs: the convert unit, crypttab with tpm2-device=auto,
-# systemd's token plugin and the tss2 libraries it loads.
+# A tpm.tokens image carries what the vTPM path needs: crypttab with tpm2-device=auto, systemd's token
+# plugin and the tss2 libraries it loads, systemd-reply-password for the agent; and no unit that delays
+# systemd-cryptsetup (the agent runs beside it).
 check_vtpm_image() {
-    local list
+    local list unit
     list=$(lsinitrd "$1" 2>/dev/null)
     local f
-    for f in cvm-unlock-convert.service libcryptsetup-token-systemd-tpm2.so libtss2-esys.so libtss2-tcti-device.so systemd-reply-password; do
+    for f in libcryptsetup-token-systemd-tpm2.so libtss2-esys.so libtss2-tcti-device.so systemd-reply-password; do
         grep -q "$f" <<< "$list" || { log "$1 lacks $f"; return 1; }
     done
     lsinitrd "$1" -f etc/crypttab 2>/dev/null | grep -q 'tpm2-device=auto,tries=2' || { log "$1: crypttab without tpm2-device=auto"; return 1; }
+    unit=$(lsinitrd "$1" -f usr/lib/systemd/system/cvm-unlock.service 2>/dev/null)
+    grep -q '^ExecStart=/usr/bin/cvm-unlock unlock' <<< "$unit" || { log "$1: no agent unit"; return 1; }
+    if grep -q '^Before=.*cryptsetup' <<< "$unit"; then log "$1: the agent is ordered before systemd-cryptsetup"; return 1; fi
 }
 
 # One OVMF boot from ESP image $3 with swtpm on state $1 as the guest's TPM; serial log $2.

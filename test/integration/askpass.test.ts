@@ -1,6 +1,5 @@
 // The ask-password fallback against the real systemd-reply-password: a python3 stand-in for
 // systemd-cryptsetup writes the ask file and listens on an AF_UNIX datagram socket, as systemd does.
-import { spawn } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -8,31 +7,8 @@ import { answerAskPassword, askMatches, parseAskFile, REPLY_BINARY } from "../..
 import { Deadline } from "../../src/flow/deadline.js";
 import { Logger, memorySink } from "../../src/log/logger.js";
 import { Secret } from "../../src/log/secret.js";
+import { askFile, listen } from "../helpers/askpass.js";
 import { tempDir } from "../helpers/bin.js";
-
-/** Listens on dir/sck.<name> for one datagram, prints it, exits. Resolves with what it received. */
-function listen(dir: string, name: string): { ready: Promise<void>; got: Promise<string> } {
-  const sock = join(dir, `sck.${name}`);
-  const py = spawn("python3", ["-c", `
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1]); print("ready", flush=True)
-s.settimeout(20)
-data = s.recv(4096)
-sys.stdout.write(data.decode()); sys.stdout.flush()
-`, sock]);
-  let out = "";
-  let readyResolve!: () => void;
-  const ready = new Promise<void>((r) => (readyResolve = r));
-  py.stdout.on("data", (d) => {
-    out += d;
-    if (out.startsWith("ready\n")) readyResolve();
-  });
-  const got = new Promise<string>((r) => py.on("close", () => r(out.replace(/^ready\n/, ""))));
-  return { ready, got };
-}
-
-const askFile = (socket: string, id: string) => `[Ask]\nPID=1\nSocket=${socket}\nAcceptCached=1\nEcho=0\nNotAfter=0\nMessage=Please enter passphrase for disk root\nIcon=drive-harddisk\nId=${id}\n`;
 
 describe("ask-password hand-off", () => {
   it.runIf(existsSync(REPLY_BINARY))("answers the matching request through systemd-reply-password, ignores others", async () => {

@@ -178,7 +178,7 @@ describe("the secret on the TPM interface", () => {
   });
 });
 
-describe("convert as the boot job (the config's volumes, as cvm-unlock-convert.service runs it)", () => {
+describe("convert with a config (the config's volumes, waited for, as an admin runs it on a booted system)", () => {
   const env = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" };
   const configFor = (devices: string[], tpm: string) => {
     const f = `${headerFile("systemd-tpm2")}.config.json`;

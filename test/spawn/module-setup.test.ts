@@ -42,13 +42,23 @@ describe("dracut module, tpm.tokens", () => {
     expect(run(setup({ volumes: vtpm.volumes }), "depends").stdout.split(/\s+/)).not.toContain("tpm2-tss");
   });
 
-  it("installs and enables the convert unit and writes crypttab when the image has none", () => {
+  it("writes crypttab when the image has none", () => {
     const d = setup(vtpm);
     const r = run(d, `cvm_unlock_install_vtpm "$("$cvm_unlock_bin" debug config --config "$cvm_unlock_confdir/config.json" --cmdline /dev/null --crypttab)"`);
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toContain(`inst_simple ${d}/mod/cvm-unlock-convert.service /usr/lib/systemd/system/cvm-unlock-convert.service`);
-    expect(r.stdout).toContain(`systemctl -q --root ${d}/initrd enable cvm-unlock-convert.service`);
     expect(readFileSync(join(d, "initrd/etc/crypttab"), "utf8")).toBe(`${line}\n`);
+  });
+
+  it("installs the agent as the ask-password unit, which nothing waits for (tpm.tokens defaults to that hand-off)", () => {
+    const d = setup(vtpm);
+    const r = run(d, `do_strip=no; systemdutildir=/usr/lib/systemd; inst_binary() { :; }; inst_multiple() { echo "inst_multiple $*"; }; install`);
+    expect(r.status, r.stderr + r.stdout).toBe(0);
+    expect(r.stdout).toContain(`inst_simple ${d}/mod/cvm-unlock-askpass.service /usr/lib/systemd/system/cvm-unlock.service`);
+    expect(r.stdout).toContain("inst_multiple /usr/lib/systemd/systemd-reply-password");
+    expect(r.stdout).toContain(`systemctl -q --root ${d}/initrd enable cvm-unlock.service`);
+    const unit = readFileSync(join(process.cwd(), "systemd/cvm-unlock-askpass.service"), "utf8");
+    expect(unit).not.toMatch(/^Before=.*cryptsetup/m);
+    expect(unit).toMatch(/^Before=shutdown.target initrd-switch-root.target$/m);
   });
 
   it("keeps the host's entries, appends its own, and warns about an entry for its volume that names no TPM", () => {

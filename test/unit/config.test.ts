@@ -56,14 +56,17 @@ describe("config", () => {
     [{ volumes: [{ name: "a", device: "/x", resource: "a/b/c" }] }, "volumes[0].resource: set, but there is no broker section"],
     [{ ...base(), volumes: [{ name: "a", device: "/x" }, { name: "a", device: "/y" }] }, 'duplicate volume name "a"'],
     [[], "(top level): expected an object"],
-    [{ ...base(), tpm: { tokens: true } }, 'keyring.handoff: must be "ask-password" when tpm.tokens is true'],
+    [{ ...base(), tpm: { tokens: true }, keyring: { handoff: "keyring" } }, 'keyring.handoff: must be "ask-password" (the default) when tpm.tokens is true'],
+    [{ volumes: [{ name: "root", device: "/dev/vda2" }], tpm: { tokens: true }, keyring: { handoff: "keyring" } }, 'keyring.handoff: must be "ask-password"'],
   ])("rejects %j naming the field", (raw, msg) => {
     expect(problems(raw)).toContain(msg);
   });
 
-  it("accepts vTPM tokens with the ask-password hand-off, or without broker volumes", () => {
-    expect(parseConfig({ ...base(), tpm: { tokens: true }, keyring: { handoff: "ask-password" } }, "t").tpm.tokens).toBe(true);
-    expect(parseConfig({ volumes: [{ name: "root", device: "/dev/vda2" }], tpm: { tokens: true } }, "t").tpm.tokens).toBe(true);
+  it("vTPM tokens: the hand-off is ask-password by default, with or without broker volumes", () => {
+    expect(parseConfig({ ...base(), tpm: { tokens: true }, keyring: { handoff: "ask-password" } }, "t").keyring.handoff).toBe("ask-password");
+    expect(parseConfig({ ...base(), tpm: { tokens: true } }, "t").keyring.handoff).toBe("ask-password");
+    expect(parseConfig({ volumes: [{ name: "root", device: "/dev/vda2" }], tpm: { tokens: true } }, "t").keyring.handoff).toBe("ask-password");
+    expect(parseConfig(base(), "t").keyring.handoff).toBe("keyring");
   });
 
   it("reports every problem at once", () => {
