@@ -57,7 +57,8 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
       // systemd-cryptsetup (nothing waits for this on later boots); the proven passphrase answers its request now.
       if (config.tpm.tokens) fromImport = await ctx.trace.run("convert", () => convertImports(wanted.map((v) => ({ volume: v, path: devices.get(v.name)! })), theTpm, ctx));
       // A volume whose systemd-tpm2 token will unseal with the current PCRs needs nothing from the broker.
-      const rest = withResource.filter((v) => !fromImport.has(v.name));
+      // (In a vTPM image every volume is checked, so a stale token is logged even where no broker can help.)
+      const rest = wanted.filter((v) => !fromImport.has(v.name));
       plans = await ctx.trace.run("plan", () => planVolumes(rest.map((v) => ({ volume: v, path: devices.get(v.name)! })), { tpm: theTpm, log: ctx.log }));
     } catch (e) {
       for (const f of fromImport.values()) f.passphrase.wipe();
@@ -65,8 +66,10 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
     } finally {
       (tpm as Tpm | undefined | null)?.transport.close();
     }
-    for (const p of plans) if (p.skip) skipped.push({ name: p.volume.name, reason: p.skip });
-    for (const v of config.volumes) if (config.tpm.tokens && v.resource === undefined && !fromImport.has(v.name)) skipped.push({ name: v.name, reason: "no tpm2-import token and no broker resource" });
+    for (const p of plans) {
+      if (!p.skip && p.volume.resource === undefined) p.skip = "no systemd-tpm2 token the agent can vouch for, and no broker resource: left to systemd-cryptsetup";
+      if (p.skip) skipped.push({ name: p.volume.name, reason: p.skip });
+    }
     const needBroker = plans.filter((p) => !p.skip).map((p) => p.volume);
     const converted: AskVolume[] = [...fromImport].map(([name, f]) => {
       const v = config.volumes.find((x) => x.name === name)!;
@@ -85,7 +88,7 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
       const names = converted.map((c) => c.name).join(", ");
       return { status: "done", message: `unlocked ${converted.length} volume(s) from their converted vTPM tokens: ${names}`, data: { volumes: converted.map((c) => ({ name: c.name, device: devices.get(c.name), source: "tpm2-import" })), skipped, timings_ms: ctx.trace.timings_ms } };
     }
-    const why = plans.map((p) => `${p.volume.name} unlocks from its vTPM token`).join("; ") || "no volume needs the broker";
+    const why = plans.map((p) => (p.volume.resource === undefined && !p.tokens.some((t) => t.state === "will-unseal") ? `${p.volume.name} is left to systemd-cryptsetup (no token the agent can vouch for, no broker resource)` : `${p.volume.name} unlocks from its vTPM token`)).join("; ") || "no volume needs the broker";
     return { status: "nothing-to-do", message: `nothing to do: ${why}`, data: { volumes: [], skipped, timings_ms: ctx.trace.timings_ms } };
   };
 }

@@ -113,6 +113,28 @@ describe.runIf(existsSync(REPLY_BINARY))("unlock on a vTPM image's first boot (s
   });
 });
 
+describe("unlock on a vTPM image, a volume without a broker resource", () => {
+  it("a token that will unseal: nothing to do; a stale one is logged and left to systemd-cryptsetup", async () => {
+    const f = headerFile("systemd-tpm2");
+    const auths = broker.stats.auth;
+    let r = await runUnlockWith(makeUnlock(), config(f, sw.spec));
+    expect(r.ok, r.error?.message).toBe(true);
+    expect(r.status).toBe("nothing-to-do");
+    expect(r.data!.skipped).toEqual([{ name: "root", reason: expect.stringMatching(/^systemd-tpm2 token 0 will unseal/) }]);
+    const other = await startSwtpm(); // PCR 7 never extended: the token is stale there
+    try {
+      r = await runUnlockWith(makeUnlock(), config(f, other.spec));
+    } finally {
+      await other.stop();
+    }
+    expect(r.ok, r.error?.message).toBe(true);
+    expect(r.status).toBe("nothing-to-do");
+    expect(r.data!.skipped).toEqual([{ name: "root", reason: expect.stringMatching(/left to systemd-cryptsetup$/) }]);
+    expect(r.lines.some((l) => /systemd-tpm2 token 0 is stale/.test(l))).toBe(true);
+    expect(broker.stats.auth).toBe(auths);
+  });
+});
+
 describe("luksActive", () => {
   it("finds a dm-crypt mapping of the volume by its dm UUID, whatever its name", () => {
     const sys = tempDir("sys-");
