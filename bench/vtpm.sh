@@ -9,30 +9,26 @@ cd "$(dirname "$0")/.."
 RUNS=${BENCH_RUNS:-15}
 F=../shared/fixtures/tpm
 W=$(mktemp -d /tmp/bench-vtpm.XXXXXX)
-SW=""
-cleanup() { [ -n "$SW" ] && kill "$SW" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
+. test/e2e/lib.sh # with_vtpm_tcp: swtpm on 127.0.0.1 (a new port pair if one was taken), stopped by its PID
+trap 'rm -rf "$W"' EXIT
 mkdir "$W/tpm" && tar -C "$W/tpm" -xzf "$F/tpm-state.tar.gz"
-P=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-swtpm socket --tpm2 --tpmstate dir="$W/tpm" --server type=tcp,port=$P,bindaddr=127.0.0.1 --ctrl type=tcp,port=$((P + 1)),bindaddr=127.0.0.1 --flags not-need-init,startup-clear &
-SW=$!
-# probe the control port: a probe on the server port races swtpm re-listening after the probe closes
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$((P + 1))") 2>/dev/null && break; sleep 0.05; done
-export TPM2TOOLS_TCTI=swtpm:host=127.0.0.1,port=$P
-tpm2_pcrextend "7:sha256=$(jq -r '.extend[0]' "$F/pcr.json")"
-SPEC=swtpm:host=127.0.0.1,port=$P
 
-hyperfine --style none --warmup 2 --runs "$RUNS" --export-json "$W/p2.json" \
-  --prepare "gzip -dc $F/tpm2-import/hdr.img.gz > $W/peer.img" -n rhel-tpm2-tools "bash $F/convert-tpm2-tools.sh $W/peer.img" \
-  --prepare "gzip -dc $F/tpm2-import/hdr.img.gz > $W/ours.img" -n cvm-unlock "$PWD/dist/cvm-unlock convert --device $W/ours.img --tpm-device $SPEC --run-dir $W/run" >/dev/null 2>&1
-gzip -dc "$F/systemd-tpm2/hdr.img.gz" > "$W/later.img"
-cat > "$W/config.json" <<JSON
+measure() {
+  local SPEC=$SWTPM_SPEC
+  TPM2TOOLS_TCTI=$SPEC tpm2_pcrextend "7:sha256=$(jq -r '.extend[0]' "$F/pcr.json")"
+  TPM2TOOLS_TCTI=$SPEC hyperfine --style none --warmup 2 --runs "$RUNS" --export-json "$W/p2.json" \
+    --prepare "gzip -dc $F/tpm2-import/hdr.img.gz > $W/peer.img" -n rhel-tpm2-tools "bash $F/convert-tpm2-tools.sh $W/peer.img" \
+    --prepare "gzip -dc $F/tpm2-import/hdr.img.gz > $W/ours.img" -n cvm-unlock "$PWD/dist/cvm-unlock convert --device $W/ours.img --tpm-device $SPEC --run-dir $W/run" >/dev/null 2>&1
+  gzip -dc "$F/systemd-tpm2/hdr.img.gz" > "$W/later.img"
+  cat > "$W/config.json" <<JSON
 { "broker": { "url": "http://127.0.0.1:9", "insecure_http": true }, "tpm": { "device": "$SPEC" }, "deadline_s": 10,
   "volumes": [ { "name": "root", "device": "$W/later.img", "resource": "a/b/c" } ], "log_level": "warn" }
 JSON
-env -i "$PWD/dist/cvm-unlock" unlock --config "$W/config.json" --cmdline /dev/null --json | grep -q '"status":"nothing-to-do"' || { echo "P3 setup: unlock did not report nothing to do" >&2; exit 1; }
-hyperfine --style none -N --warmup 3 --runs "$((RUNS * 2))" --export-json "$W/p3.json" \
-  -n bare "$PWD/dist/cvm-unlock --version" -n nothing-to-do "env -i $PWD/dist/cvm-unlock unlock --config $W/config.json --cmdline /dev/null" >/dev/null 2>&1
+  env -i "$PWD/dist/cvm-unlock" unlock --config "$W/config.json" --cmdline /dev/null --json | grep -q '"status":"nothing-to-do"' || { echo "P3 setup: unlock did not report nothing to do" >&2; return 1; }
+  hyperfine --style none -N --warmup 3 --runs "$((RUNS * 2))" --export-json "$W/p3.json" \
+    -n bare "$PWD/dist/cvm-unlock --version" -n nothing-to-do "env -i $PWD/dist/cvm-unlock unlock --config $W/config.json --cmdline /dev/null" >/dev/null 2>&1
+}
+with_vtpm_tcp "$W/tpm" measure
 node -e '
   const med = (f) => Object.fromEntries(JSON.parse(require("fs").readFileSync(f, "utf8")).results.map((r) => [r.command, r.median * 1000]));
   const p2 = med(process.argv[1]), p3 = med(process.argv[2]);

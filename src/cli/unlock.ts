@@ -5,7 +5,7 @@
 // tokens; a volume whose systemd-tpm2 token will unseal needs nothing, a stale one goes to the broker.
 import type { Effective, Volume } from "../config/config.js";
 import { CvmError } from "../errors.js";
-import { answerAskPassword, type AskVolume } from "../keyring/askpass.js";
+import type { AskVolume } from "../keyring/askpass.js";
 import type { Secret } from "../log/secret.js";
 import { luksActive } from "../luks/cryptsetup.js";
 import { readLuksHeaderFile, type LuksHeader } from "../luks/header.js";
@@ -81,6 +81,7 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
     }
     if (converted.length > 0) {
       try {
+        const { answerAskPassword } = await import("../keyring/askpass.js");
         await ctx.trace.run("ask-password", () => answerAskPassword({ volumes: converted, deadline, log: ctx.log, ...deps.askpass }));
       } finally {
         for (const c of converted) c.passphrase.wipe();
