@@ -10,7 +10,7 @@ import type { Secret } from "../log/secret.js";
 import { startPassphraseCheck } from "../luks/cryptsetup.js";
 import { chooseProvider } from "../tee/providers.js";
 import type { Context, Result } from "./command.js";
-import { askIds, type UnlockDeps } from "./unlock.js";
+import { askIds, convertedVolumes, type UnlockDeps } from "./unlock.js";
 import { fetchTransport, type Transport } from "../kbs/transport.js";
 import type { Config } from "../config/config.js";
 import { CvmError } from "../errors.js";
@@ -20,15 +20,7 @@ export async function unlockThroughBroker(
   a: { eff: Effective; deps: UnlockDeps; deadline: Deadline; needBroker: Volume[]; devices: Map<string, string>; skipped: { name: string; reason: string }[]; converted?: AskVolume[] },
 ): Promise<Result> {
   const { eff, deps, deadline, needBroker, devices, skipped } = a;
-  const converted = a.converted ?? [];
-  try {
-    return await throughBroker(ctx, eff, deps, deadline, needBroker, devices, skipped, converted);
-  } finally {
-    for (const c of converted) c.passphrase.wipe();
-  }
-}
-
-async function throughBroker(ctx: Context, eff: Effective, deps: UnlockDeps, deadline: Deadline, needBroker: Volume[], devices: Map<string, string>, skipped: { name: string; reason: string }[], converted: AskVolume[]): Promise<Result> {
+  const converted = a.converted ?? []; // answered alongside; the caller wipes them
   const config = eff.config;
   const provider = deps.provider ? deps.provider(eff, ctx) : chooseProvider({ allowSimulated: config.tee.allow_simulated, vmpl: config.tee.vmpl, log: ctx.log, native: ctx.native });
   const transport = deps.transport ? deps.transport(eff) : brokerTransport(eff, ctx);
@@ -60,7 +52,7 @@ async function throughBroker(ctx: Context, eff: Effective, deps: UnlockDeps, dea
       status: "done",
       message: `unlocked ${needBroker.length} volume(s) through the broker: ${needBroker.map((v) => v.name).join(", ")}`,
       data: {
-        volumes: [...converted.map((c) => ({ name: c.name, device: devices.get(c.name), source: "tpm2-import" })), ...needBroker.map((v) => ({ name: v.name, device: devices.get(v.name), source: "broker", resource: v.resource }))],
+        volumes: [...convertedVolumes(converted, devices), ...needBroker.map((v) => ({ name: v.name, device: devices.get(v.name), source: "broker", resource: v.resource }))],
         skipped,
         tee: provider.tee,
         attempts: ctx.trace.attempts,

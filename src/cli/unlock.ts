@@ -4,15 +4,14 @@
 // In a vTPM image (tpm.tokens) it runs beside systemd-cryptsetup and first converts the owner's tpm2-import
 // tokens; a volume whose systemd-tpm2 token will unseal needs nothing, a stale one goes to the broker.
 import type { Effective, Volume } from "../config/config.js";
-import { CvmError } from "../errors.js";
 import type { AskVolume } from "../keyring/askpass.js";
 import type { Secret } from "../log/secret.js";
 import { luksActive } from "../luks/cryptsetup.js";
-import { readLuksHeaderFile, type LuksHeader } from "../luks/header.js";
+import type { LuksHeader } from "../luks/header.js";
 import type { BrokerDeps } from "../flow/broker.js";
 import type { Transport } from "../kbs/transport.js";
 import type { EvidenceProvider } from "../tee/evidence.js";
-import { planVolumes } from "../flow/plan.js";
+import { planVolumes, readVolumeHeader } from "../flow/plan.js";
 import { Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
 import { Deadline } from "../flow/deadline.js";
@@ -48,6 +47,10 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
     if (wanted.length === 0) return { status: "nothing-to-do", message: "nothing to do: no volume needs the broker", data: { volumes: [], skipped } };
 
     const devices = await ctx.trace.run("devices", () => waitForDevices(wanted, deadline, ctx));
+    const targets: Target[] = wanted.map((v) => ({ volume: v, path: devices.get(v.name)! }));
+    // A vTPM image reads each header once, here: the token check below reuses it for every volume that has
+    // no tpm2-import token (the conversion rewrites only headers that have one).
+    if (config.tpm.tokens) for (const t of targets) t.header = await readVolumeHeader(t.volume, t.path);
     let tpm: Tpm | undefined | null = null;
     const theTpm = async () => (tpm === null ? (tpm = await (deps.tpm ?? openTpmQuietly)(config.tpm.device, ctx)) : tpm);
     let fromImport = new Map<string, { passphrase: Secret; uuid: string }>();
@@ -55,11 +58,12 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
     try {
       // First boot of a vTPM image: the owner's tpm2-import tokens become systemd-tpm2 tokens here, beside
       // systemd-cryptsetup (nothing waits for this on later boots); the proven passphrase answers its request now.
-      if (config.tpm.tokens) fromImport = await ctx.trace.run("convert", () => convertImports(wanted.map((v) => ({ volume: v, path: devices.get(v.name)! })), theTpm, ctx));
+      const imports = targets.filter((t): t is Required<Target> => hasImportToken(t.header));
+      if (imports.length > 0) fromImport = await ctx.trace.run("convert", () => convertImports(imports, theTpm, ctx));
       // A volume whose systemd-tpm2 token will unseal with the current PCRs needs nothing from the broker.
       // (In a vTPM image every volume is checked, so a stale token is logged even where no broker can help.)
-      const rest = wanted.filter((v) => !fromImport.has(v.name));
-      plans = await ctx.trace.run("plan", () => planVolumes(rest.map((v) => ({ volume: v, path: devices.get(v.name)! })), { tpm: theTpm, log: ctx.log }));
+      const rest = targets.filter((t) => !fromImport.has(t.volume.name)).map((t) => (hasImportToken(t.header) ? { volume: t.volume, path: t.path } : t));
+      plans = await ctx.trace.run("plan", () => planVolumes(rest, { tpm: theTpm, log: ctx.log }));
     } catch (e) {
       for (const f of fromImport.values()) f.passphrase.wipe();
       throw e;
@@ -75,45 +79,45 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
       const v = config.volumes.find((x) => x.name === name)!;
       return { name, match: askIds(v, devices.get(name)!), passphrase: f.passphrase, active: () => (deps.luksActive ?? luksActive)(f.uuid) };
     });
-    if (needBroker.length > 0) {
-      const { unlockThroughBroker } = await import("./unlock-broker.js");
-      return unlockThroughBroker(ctx, { eff, deps, deadline, needBroker, devices, skipped, converted });
-    }
-    if (converted.length > 0) {
-      try {
+    // The converted passphrases are wiped here whichever way they are handed over.
+    try {
+      if (needBroker.length > 0) {
+        const { unlockThroughBroker } = await import("./unlock-broker.js");
+        return await unlockThroughBroker(ctx, { eff, deps, deadline, needBroker, devices, skipped, converted });
+      }
+      if (converted.length > 0) {
         const { answerAskPassword } = await import("../keyring/askpass.js");
         await ctx.trace.run("ask-password", () => answerAskPassword({ volumes: converted, deadline, log: ctx.log, ...deps.askpass }));
-      } finally {
-        for (const c of converted) c.passphrase.wipe();
+        const names = converted.map((c) => c.name).join(", ");
+        return { status: "done", message: `unlocked ${converted.length} volume(s) from their converted vTPM tokens: ${names}`, data: { volumes: convertedVolumes(converted, devices), skipped, timings_ms: ctx.trace.timings_ms } };
       }
-      const names = converted.map((c) => c.name).join(", ");
-      return { status: "done", message: `unlocked ${converted.length} volume(s) from their converted vTPM tokens: ${names}`, data: { volumes: converted.map((c) => ({ name: c.name, device: devices.get(c.name), source: "tpm2-import" })), skipped, timings_ms: ctx.trace.timings_ms } };
+    } finally {
+      for (const c of converted) c.passphrase.wipe();
     }
-    const why = plans.map((p) => (p.volume.resource === undefined && !p.tokens.some((t) => t.state === "will-unseal") ? `${p.volume.name} is left to systemd-cryptsetup (no token the agent can vouch for, no broker resource)` : `${p.volume.name} unlocks from its vTPM token`)).join("; ") || "no volume needs the broker";
+    // Every volume was skipped: by a token that will unseal, or (no broker resource) left to systemd-cryptsetup.
+    const why = plans.map((p) => (p.tokens.some((t) => t.state === "will-unseal") ? `${p.volume.name} unlocks from its vTPM token` : `${p.volume.name} is left to systemd-cryptsetup (no token the agent can vouch for, no broker resource)`)).join("; ") || "no volume needs the broker";
     return { status: "nothing-to-do", message: `nothing to do: ${why}`, data: { volumes: [], skipped, timings_ms: ctx.trace.timings_ms } };
   };
 }
 
-/** vTPM first boot, in the agent: converts each volume's tpm2-import tokens (flow/convert.ts) and keeps the
- *  passphrase proven on its keyslot. A failure is logged and stops nothing: the owner's token stays for the
- *  next boot, and the volume goes to the broker if it has a resource. */
-async function convertImports(volumes: { volume: Volume; path: string }[], tpm: () => Promise<Tpm | undefined>, ctx: Context): Promise<Map<string, { passphrase: Secret; uuid: string }>> {
+type Target = { volume: Volume; path: string; header?: LuksHeader };
+const hasImportToken = (h: LuksHeader | undefined): h is LuksHeader => h?.tokens.some((t) => t.type === "tpm2-import") ?? false;
+
+/** The result's entries for volumes answered with a converted token's passphrase. */
+export const convertedVolumes = (converted: AskVolume[], devices: Map<string, string>) => converted.map((c) => ({ name: c.name, device: devices.get(c.name), source: "tpm2-import" }));
+
+/** vTPM first boot, in the agent: converts the tpm2-import tokens of these volumes (flow/convert.ts) and
+ *  keeps the passphrase proven on each keyslot. A failure is logged and stops nothing: the owner's token
+ *  stays for the next boot, and the volume goes to the broker if it has a resource. */
+async function convertImports(volumes: Required<Target>[], tpm: () => Promise<Tpm | undefined>, ctx: Context): Promise<Map<string, { passphrase: Secret; uuid: string }>> {
   const out = new Map<string, { passphrase: Secret; uuid: string }>();
-  for (const { volume, path } of volumes) {
-    let header: LuksHeader;
-    try {
-      header = await readLuksHeaderFile(path);
-    } catch (e) {
-      if (e instanceof CvmError) throw new CvmError("LUKS", `volume ${volume.name}: ${e.message}`, { volume: volume.name });
-      throw e;
-    }
-    if (!header.tokens.some((t) => t.type === "tpm2-import")) continue;
+  for (const { volume, path, header } of volumes) {
     const t = await tpm();
     if (!t) {
       ctx.log.warn(`volume ${volume.name}: no TPM, so its tpm2-import token cannot be converted`, { volume: volume.name });
       continue;
     }
-    const keep = (_slot: string, passphrase: Secret) => {
+    const keep = (passphrase: Secret) => {
       if (out.has(volume.name)) passphrase.wipe();
       else out.set(volume.name, { passphrase, uuid: header.uuid });
     };

@@ -207,7 +207,7 @@ export interface ConvertResult {
 /** opts.header: the device's header when the caller has just read it (saves reading it again).
  *  opts.proven: receives the keyslot's passphrase once it has been proven to open it (before anything is
  *  written); the callee owns it and wipes it. The agent answers systemd-cryptsetup with it on this boot. */
-export async function convertDevice(device: string, tpm: Tpm, opts: { log: Logger; faultAt?: FaultStep; header?: LuksHeader; proven?: (keyslot: string, passphrase: Secret) => void }): Promise<ConvertResult> {
+export async function convertDevice(device: string, tpm: Tpm, opts: { log: Logger; faultAt?: FaultStep; header?: LuksHeader; proven?: (passphrase: Secret) => void }): Promise<ConvertResult> {
   const fault = (step: FaultStep) => {
     if (opts.faultAt === step) process.kill(process.pid, "SIGKILL"); // test-only: power loss at this step
   };
@@ -228,7 +228,7 @@ export async function convertDevice(device: string, tpm: Tpm, opts: { log: Logge
       try {
         fault("unsealed");
         const token = await resealAndProve(tpm, device, it, secret, c);
-        opts.proven?.(it.slot, passphraseOf(secret));
+        opts.proven?.(passphraseOf(secret));
         fault("proved");
         await importToken(device, token);
         fault("token-added");

@@ -5,7 +5,7 @@ import type { Volume } from "../config/config.js";
 import { hex } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
-import { readLuksHeaderFile, type Token } from "../luks/header.js";
+import { readLuksHeaderFile, type LuksHeader, type Token } from "../luks/header.js";
 import { tokenBank, type Tpm } from "../tpm/commands.js";
 import { tokenPolicyDigest } from "../tpm/policy.js";
 
@@ -44,17 +44,22 @@ export async function checkTpm2Token(t: Token, tpm: Tpm | undefined): Promise<To
   return { ...base, state: "will-unseal", detail: `policy matches the current PCRs ${bank}:${(pcrs as number[]).join(",")}` };
 }
 
-export async function planVolumes(volumes: { volume: Volume; path: string }[], opts: { tpm: () => Promise<Tpm | undefined>; log: Logger }): Promise<VolumePlan[]> {
+/** A volume's LUKS header; a bad one is a LUKS error naming the volume. */
+export async function readVolumeHeader(volume: Volume, path: string): Promise<LuksHeader> {
+  try {
+    return await readLuksHeaderFile(path);
+  } catch (e) {
+    if (e instanceof CvmError) throw new CvmError("LUKS", `volume ${volume.name}: ${e.message}`, { volume: volume.name });
+    throw e;
+  }
+}
+
+/** header: the volume's header when the caller has just read it (else it is read here). */
+export async function planVolumes(volumes: { volume: Volume; path: string; header?: LuksHeader }[], opts: { tpm: () => Promise<Tpm | undefined>; log: Logger }): Promise<VolumePlan[]> {
   let tpm: Tpm | undefined | null = null;
   const plans: VolumePlan[] = [];
-  for (const { volume, path } of volumes) {
-    let tokens: Token[];
-    try {
-      tokens = (await readLuksHeaderFile(path)).tokens.filter((t) => t.type === "systemd-tpm2");
-    } catch (e) {
-      if (e instanceof CvmError) throw new CvmError("LUKS", `volume ${volume.name}: ${e.message}`, { volume: volume.name });
-      throw e;
-    }
+  for (const { volume, path, header } of volumes) {
+    const tokens = (header ?? (await readVolumeHeader(volume, path))).tokens.filter((t) => t.type === "systemd-tpm2");
     const checks: TokenCheck[] = [];
     for (const t of tokens) {
       if (tpm === null) tpm = await opts.tpm();

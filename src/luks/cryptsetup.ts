@@ -25,7 +25,7 @@ export const deviceExists = (path: string): boolean => existsSync(path);
 /** Is the LUKS volume with this UUID open (a dm-crypt mapping made by libcryptsetup, whatever its name)?
  *  libcryptsetup names the mapping's dm UUID CRYPT-<type>-<uuid without dashes>-<name>. */
 export function luksActive(uuid: string, sysBlock = "/sys/block"): boolean {
-  const want = uuid.replace(/-/g, "").toLowerCase();
+  const want = new RegExp(`^CRYPT-LUKS[12]-${uuid.replace(/-/g, "").replace(/[^0-9A-Za-z]/g, "\\$&")}-`, "i");
   let entries: string[];
   try {
     entries = readdirSync(sysBlock).filter((d) => d.startsWith("dm-"));
@@ -34,7 +34,7 @@ export function luksActive(uuid: string, sysBlock = "/sys/block"): boolean {
   }
   return entries.some((d) => {
     try {
-      return new RegExp(`^CRYPT-LUKS[12]-${want}-`, "i").test(readFileSync(`${sysBlock}/${d}/dm/uuid`, "utf8"));
+      return want.test(readFileSync(`${sysBlock}/${d}/dm/uuid`, "utf8"));
     } catch {
       return false;
     }
