@@ -22,17 +22,34 @@ export function loadEffective(ctx: Context): Effective {
   const caPem = applied.config.broker?.ca !== undefined ? resolveCa(applied.config.broker.ca, path) : undefined;
   ctx.log.setLevel(applied.config.log_level);
   if (Object.keys(applied.applied).length > 0) ctx.log.info("kernel command line applied", applied.applied);
-  return { config: applied.config, caPem, disabled: applied.disabled, cmdline: applied.applied, source: path };
+  return { config: applied.config, caPem, disabled: applied.disabled, cmdline: applied.applied, escapes: applied.escapes, source: path };
 }
 
-/** Environment variables that change how the Bun runtime behaves (TLS checks, injected flags). */
-const UNSAFE_ENV = /^(BUN_OPTIONS|BUN_CONFIG_.*|NODE_OPTIONS|NODE_TLS_REJECT_UNAUTHORIZED|NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|SSL_CERT_DIR|NODE_PATH|https?_proxy|HTTPS?_PROXY|ALL_PROXY|all_proxy)$/;
+/** A boot step releases nothing when the kernel command line could open a shell or run the host's code
+ *  (init=, rd.break, systemd.unit=, …): it fails closed, and the failure record names the words. */
+export function refuseEscapes(eff: Effective): void {
+  if (eff.escapes.length === 0) return;
+  throw new CvmError("CONFIG", `the kernel command line has ${eff.escapes.join(", ")}, which could give the host a shell or its own code on an unlocked disk: releasing nothing`, { cmdline_keys: eff.escapes.join(",") });
+}
 
-/** The unlock path refuses to run when the environment could have weakened the runtime. */
+/**
+ * The only environment variables a boot step runs with: what `env -i` in its unit passes (PATH), what
+ * systemd or a shell adds that changes nothing in the runtime, and the locale. Anything else (BUN_*, NODE_*,
+ * proxies, CA paths, LD_*, MALLOC_*, …) may change how the runtime, TLS or libc behaves: an allowlist, since
+ * a list of the bad ones is never complete.
+ */
+const SAFE_ENV = new Set([
+  "PATH", "HOME", "PWD", "OLDPWD", "SHLVL", "_", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LANGUAGE", "TZ",
+  "INVOCATION_ID", "JOURNAL_STREAM", "SYSTEMD_EXEC_PID", "NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC",
+]);
+const isSafeEnv = (k: string): boolean => SAFE_ENV.has(k) || /^LC_[A-Z]+$/.test(k);
+
+/** A boot step refuses to run when its environment holds anything outside the allowlist. */
 export function checkEnvironment(env: Readonly<Record<string, string | undefined>>): void {
-  const bad = Object.keys(env).filter((k) => UNSAFE_ENV.test(k) && env[k] !== undefined);
+  const bad = Object.keys(env).filter((k) => env[k] !== undefined && !isSafeEnv(k)).sort();
   if (bad.length > 0) {
-    throw new CvmError("CONFIG", `refusing to run with ${bad.join(", ")} set in the environment (start the agent with a clean environment)`, { env: bad.join(",") });
+    const names = bad.slice(0, 8).map((k) => k.slice(0, 40)).join(", ") + (bad.length > 8 ? ` and ${bad.length - 8} more` : "");
+    throw new CvmError("CONFIG", `refusing to run with ${names} in the environment: a boot step runs with PATH and the locale only (start it with env -i PATH=…)`, { env: bad.slice(0, 8).join(",") });
   }
 }
 

@@ -7,7 +7,7 @@ import { readLuksHeaderFile, type LuksHeader } from "../luks/header.js";
 import { Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
 import type { Runner } from "./command.js";
-import { loadEffective, waitForDevices } from "./common.js";
+import { loadEffective, refuseEscapes, waitForDevices } from "./common.js";
 
 export const convert: Runner = async (ctx) => {
   let devices: string[];
@@ -19,6 +19,7 @@ export const convert: Runner = async (ctx) => {
   } else {
     // The boot job: the configured volumes, waited for as udev brings them up (within the deadline).
     const eff = loadEffective(ctx);
+    refuseEscapes(eff);
     if (eff.disabled) return { status: "disabled", message: "disabled by rd.cvm_unlock=0 on the kernel command line" };
     const volumes = eff.config.volumes;
     if (volumes.length === 0) return { status: "nothing-to-do", message: "nothing to do: no volume configured" };

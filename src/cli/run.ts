@@ -46,6 +46,7 @@ export async function runCommand(command: Command, parsed: Parsed, io: RunIo): P
     positionals: parsed.positionals,
     env: io.env,
     trace,
+    runDir,
     native: io.native ?? loadNative,
     print: (t) => void (!json && io.stdout(t + "\n")),
   };
@@ -58,7 +59,8 @@ export async function runCommand(command: Command, parsed: Parsed, io: RunIo): P
   } catch (e) {
     const err = asCvmError(e);
     if (!(e instanceof CvmError) && e instanceof Error) log.debug("internal error", { stack: e.stack ?? "" });
-    if (command.boot && err.code !== "USAGE" && err.code !== "CONFIG") {
+    // A boot step's config or command line failure is recorded too: at boot it is why nothing was released.
+    if (command.boot && err.code !== "USAGE") {
       const ctxInfo = { version: VERSION, command: command.name, step: trace.step, attempts: trace.attempts, timings_ms: trace.timings_ms };
       reportFailure(makeFailureRecord(err, ctxInfo), runDir, log);
     } else {

@@ -14,6 +14,39 @@ export interface CmdlineResult {
   config: Config;
   disabled: boolean;
   applied: Record<string, string>;
+  /** Words that open a shell or replace what runs (see shellEscapes); the agent releases nothing then. */
+  escapes: string[];
+}
+
+/**
+ * Kernel command line words with which the host could run its own code, or get a shell, once a disk is
+ * unlocked: another init, another target, units masked or added, the environment of every unit, the debug
+ * shell, dracut's breakpoints and shell, SysV runlevel words (rescue/emergency in the booted root). The
+ * agent releases nothing when one is present, so any shell the host opens holds no unlocked disk. A UKI
+ * embeds its command line (systemd-stub ignores the host's under Secure Boot); this is for every other boot.
+ */
+const ESCAPE_KEYS = new Set([
+  "init", "rdinit", "rd.cmdline",
+  "systemd.unit", "rd.systemd.unit", "systemd.setenv", "rd.systemd.setenv",
+  "systemd.wants", "rd.systemd.wants", "systemd.mask", "rd.systemd.mask",
+  "systemd.debug_shell", "rd.systemd.debug_shell", "systemd.confirm_spawn", "rd.systemd.confirm_spawn",
+  "systemd.run", "rd.systemd.run", "rd.break", "rd.shell",
+]);
+/** Bare words systemd takes as a SysV runlevel: rescue or emergency mode. */
+const RUNLEVEL_WORDS = new Set(["emergency", "rescue", "single", "s", "S", "1", "-s", "-b"]);
+
+/** The escape words on a command line, each as its key (value cut: it may be long or odd). rd.shell=0 and
+ *  systemd.debug_shell=0 turn the feature off and are not escapes. */
+export function shellEscapes(cmdline: string): string[] {
+  const out: string[] = [];
+  for (const word of splitCmdline(cmdline)) {
+    const eq = word.indexOf("=");
+    const key = eq < 0 ? word : word.slice(0, eq);
+    const value = eq < 0 ? undefined : word.slice(eq + 1);
+    if (RUNLEVEL_WORDS.has(word)) out.push(word);
+    else if (ESCAPE_KEYS.has(key) && !(/(^|\.)(rd\.shell|debug_shell)$/.test(key) && /^(0|no|false|off)$/i.test(value ?? ""))) out.push(key);
+  }
+  return [...new Set(out)];
 }
 
 /** Splits /proc/cmdline into words, honouring double quotes as the kernel does. */
@@ -100,5 +133,5 @@ export function applyCmdline(base: Config, cmdline: string): CmdlineResult {
     applied[name] = value;
   }
   if (problems.length > 0) throw new CvmError("CONFIG", `kernel command line: ${problems.join("; ")}`, { problems: problems.length });
-  return { config, disabled, applied };
+  return { config, disabled, applied, escapes: shellEscapes(cmdline) };
 }

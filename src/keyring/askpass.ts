@@ -8,6 +8,7 @@ import { sleep, type Deadline } from "../flow/deadline.js";
 import type { Logger } from "../log/logger.js";
 import type { Secret } from "../log/secret.js";
 import { spawnWithStdin } from "../proc.js";
+import { checkPassphraseBytes } from "./handoff.js";
 
 export const ASK_DIR = "/run/systemd/ask-password";
 export const REPLY_BINARY = "/usr/lib/systemd/systemd-reply-password";
@@ -68,6 +69,7 @@ export async function answerAskPassword(opts: { volumes: AskVolume[]; deadline: 
       seen.add(f);
       const v = opts.volumes.find((x) => !settled.has(x.name) && askMatches(req!, x));
       if (!v) continue;
+      v.passphrase.use((b) => checkPassphraseBytes(b, `volume ${v.name}`, "ask-password"));
       const child = await spawnWithStdin([reply, "1", req.socket]);
       v.passphrase.use((b) => child.end(b));
       const r = await child.exited;

@@ -1,5 +1,5 @@
 // The compiled binary itself: help, version, exit codes, config errors, failure record, real keyring.
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { COMMANDS } from "../../src/cli/registry.js";
@@ -60,20 +60,30 @@ describe("compiled binary", () => {
     ["{oops", "not valid JSON"],
     [{ ...goodConfig, surprise: true }, "surprise: unknown key"],
     [{ ...goodConfig, deadline_s: 99999 }, "deadline_s: expected an integer from 1 to 3600"],
-  ])("bad config %j exits 3 with the field named and writes nothing", (config, msg) => {
+  ])("bad config %j exits 3 with the field named; only the failure record is written", (config, msg) => {
     const dir = tempDir();
     const r = runBin(["unlock", ...writeConfig(dir, config)]);
     expect(r.status).toBe(3);
     expect(r.stderr).toContain(msg);
-    expect(existsSync(join(dir, "run"))).toBe(false);
+    expect(readdirSync(join(dir, "run"))).toEqual(["last-failure.json"]);
+    expect(JSON.parse(readFileSync(join(dir, "run/last-failure.json"), "utf8"))).toMatchObject({ code: "CONFIG", exit: 3 });
   });
 
-  it("bad kernel command line exits 3 and writes nothing", () => {
+  it("bad kernel command line exits 3; only the failure record is written", () => {
     const dir = tempDir();
     const r = runBin(["unlock", "--json", ...writeConfig(dir, goodConfig, "ro rd.cvm_unlock.broker=https://evil")]);
     expect(r.status).toBe(3);
     expect(r.json.error.message).toContain("may not be set from the kernel command line");
-    expect(existsSync(join(dir, "run"))).toBe(false);
+    expect(readdirSync(join(dir, "run"))).toEqual(["last-failure.json"]);
+  });
+
+  it("a command line that could open a shell: releases nothing, exit 3, the record names the words", () => {
+    const dir = tempDir();
+    const r = runBin(["unlock", "--json", ...writeConfig(dir, goodConfig, "console=ttyS0 rd.systemd.unit=emergency.target init=/bin/sh")]);
+    expect(r.status).toBe(3);
+    const record = JSON.parse(readFileSync(join(dir, "run/last-failure.json"), "utf8"));
+    expect(record).toMatchObject({ code: "CONFIG", details: { cmdline_keys: "rd.systemd.unit,init" } });
+    expect(record.reason).toMatch(/releasing nothing/);
   });
 
   it("rd.cvm_unlock=0 and an empty volume list are success, said as such", () => {
@@ -87,11 +97,11 @@ describe("compiled binary", () => {
     expect(r.stderr).toContain("nothing to do");
   });
 
-  it("refuses to unlock with a weakened runtime environment", () => {
+  it.each(["NODE_TLS_REJECT_UNAUTHORIZED", "NODE_USE_SYSTEM_CA", "LD_BIND_NOW", "BUN_CONFIG_VERBOSE_FETCH"])("refuses to unlock with %s in its environment (an allowlist)", (name) => {
     const dir = tempDir();
-    const r = runBin(["unlock", ...writeConfig(dir, goodConfig)], { env: { NODE_TLS_REJECT_UNAUTHORIZED: "0" } });
+    const r = runBin(["unlock", ...writeConfig(dir, goodConfig)], { env: { [name]: "1" } });
     expect(r.status).toBe(3);
-    expect(r.stderr).toContain("NODE_TLS_REJECT_UNAUTHORIZED");
+    expect(r.stderr).toContain(`refusing to run with ${name} in the environment`);
   });
 
   it("debug config prints the effective config", () => {
