@@ -13,6 +13,7 @@ install_tree() {
     install -D -m 0755 dracut-module/90cvm-unlock/module-setup.sh "$d/usr/lib/dracut/modules.d/90cvm-unlock/module-setup.sh"
     install -D -m 0644 systemd/cvm-unlock.service "$d/usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock.service"
     install -D -m 0644 systemd/cvm-unlock-askpass.service "$d/usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock-askpass.service"
+    install -D -m 0644 systemd/cvm-unlock-after.service "$d/usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock-after.service"
     install -D -m 0644 systemd/cvm-unlock-poweroff.conf "$d/usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock-poweroff.conf"
     install -D -m 0644 systemd/dracut.conf "$d/usr/lib/dracut/dracut.conf.d/90-cvm-unlock.conf"
     install -D -m 0644 systemd/config.sample.json "$d/usr/share/doc/cvm-unlock/config.sample.json"

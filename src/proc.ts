@@ -54,3 +54,20 @@ export async function spawnWithStdin(argv: string[]): Promise<Child> {
     exited,
   };
 }
+
+/** Runs a command with no stdin and returns its exit code (null when killed), stdout and stderr (each cut
+ *  at 64 KiB). For commands whose output is data the agent reads (dmsetup table), never for secrets. */
+export async function runCapture(argv: string[], timeoutMs = 10_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const bun = (globalThis as { Bun?: { spawn: (argv: string[], o: object) => { stdout: ReadableStream<Uint8Array>; stderr: ReadableStream<Uint8Array>; exited: Promise<number>; signalCode: string | null; kill(s?: string): void } } }).Bun;
+  const cut = (t: string) => t.slice(0, 65536);
+  if (bun) {
+    const p = bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: ENV });
+    const timer = setTimeout(() => p.kill("SIGKILL"), timeoutMs);
+    const [code, stdout, stderr] = await Promise.all([p.exited, new Response(p.stdout).text(), new Response(p.stderr).text()]).finally(() => clearTimeout(timer));
+    return { code: p.signalCode ? null : code, stdout: cut(stdout), stderr: cut(stderr) };
+  }
+  const { spawnSync } = await import("node:child_process");
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8", env: ENV, timeout: timeoutMs, stdio: ["ignore", "pipe", "pipe"] });
+  if (r.error && (r.error as NodeJS.ErrnoException).code === "ENOENT") throw r.error;
+  return { code: r.status, stdout: cut(r.stdout ?? ""), stderr: cut(r.stderr ?? "") };
+}

@@ -29,6 +29,10 @@ depends() {
 
 installkernel() {
     instmods virtio_net virtio_pci
+    # The TEE interfaces the agent asks for evidence: SEV-SNP's /dev/sev-guest, TDX's /dev/tdx_guest and
+    # configfs-tsm (Linux 6.7+). A kernel that lacks one (tdx-guest before 6.2, tsm before 6.7) lacks it here
+    # too: instmods skips what the kernel does not have, and the agent finds the others.
+    hostonly='' instmods sev-guest tdx-guest tsm
 }
 
 install() {
@@ -47,8 +51,9 @@ install() {
         return 1
     fi
     inst_binary "$bin" /usr/bin/cvm-unlock
-    # The agent proves each passphrase with `cryptsetup open --test-passphrase` before handing it over.
-    inst_multiple cryptsetup
+    # The agent proves each passphrase with `cryptsetup open --test-passphrase` before handing it over;
+    # its units start it through `env -i`; after-unlock reads the live mappings with `dmsetup table`.
+    inst_multiple cryptsetup env dmsetup
     inst_simple "$conf/config.json" /etc/cvm-unlock/config.json
     for f in "$conf"/*.pem; do [[ -f $f ]] && inst_simple "$f" "/etc/cvm-unlock/${f##*/}"; done
     # keyring.handoff = ask-password: answer systemd-cryptsetup's requests instead (needs systemd-reply-password).
@@ -58,7 +63,9 @@ install() {
     else
         inst_simple "$moddir/cvm-unlock.service" "$systemdsystemunitdir/cvm-unlock.service"
     fi
-    $SYSTEMCTL -q --root "$initdir" enable "$unit"
+    # After the volumes are active: check the live mappings, revoke the hand-off key (both hand-offs).
+    inst_simple "$moddir/cvm-unlock-after.service" "$systemdsystemunitdir/cvm-unlock-after.service"
+    $SYSTEMCTL -q --root "$initdir" enable "$unit" cvm-unlock-after.service
     local tab_lines
     tab_lines=$("$bin" debug config --config "$conf/config.json" --cmdline /dev/null --crypttab)
     [[ -n $tab_lines ]] && cvm_unlock_install_vtpm "$tab_lines"
@@ -66,12 +73,16 @@ install() {
     # Timeout and failure handling follow the config (on_failure, deadline_s).
     on_failure=$(sed -n 's/.*"on_failure":"\([a-z]*\)".*/\1/p' <<< "$json")
     deadline=$(sed -n 's/.*"deadline_s":\([0-9]*\).*/\1/p' <<< "$json")
-    mkdir -p "$initdir/$systemdsystemunitdir/$unit.d"
+    mkdir -p "$initdir/$systemdsystemunitdir/$unit.d" "$initdir/$systemdsystemunitdir/cvm-unlock-after.service.d"
+    # FailureAction= belongs to [Unit] (systemd ignores it under [Service]).
     {
+        [[ $on_failure == poweroff ]] && printf '[Unit]\nFailureAction=poweroff-force\n'
         echo "[Service]"
         echo "TimeoutStartSec=$((deadline + 30))"
-        [[ $on_failure == poweroff ]] && echo "FailureAction=poweroff-force"
     } > "$initdir/$systemdsystemunitdir/$unit.d/50-config.conf"
+    if [[ $on_failure == poweroff ]]; then
+        printf '[Unit]\nFailureAction=poweroff-force\n' > "$initdir/$systemdsystemunitdir/cvm-unlock-after.service.d/50-config.conf"
+    fi
     if [[ $on_failure == poweroff ]]; then
         # Production: no shell for the host to open, any failure powers the VM off (see the drop-in).
         local u

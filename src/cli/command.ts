@@ -11,6 +11,8 @@ export interface Context {
   positionals: string[];
   env: Readonly<Record<string, string | undefined>>;
   trace: RunTrace;
+  /** Where boot steps keep their records (--run-dir, default /run/cvm-unlock). */
+  runDir: string;
   native(): Promise<Native>;
   /** Writes human output (stdout); suppressed under --json. */
   print(text: string): void;

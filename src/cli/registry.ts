@@ -15,6 +15,13 @@ export const COMMANDS: Command[] = [
     load: async () => (await import("./unlock.js")).unlock,
   },
   {
+    name: "after-unlock",
+    summary: "once the volumes are active, before switch-root: revoke the hand-off key, check the live dm-crypt mappings against what was checked, record the unlocked event",
+    flags: [...CONFIG_FLAGS, RUN_DIR_FLAG, JSON_FLAG],
+    boot: true,
+    load: async () => (await import("./after-unlock.js")).afterUnlock,
+  },
+  {
     name: "convert",
     summary: "first boot: turn the owner's tpm2-import tokens into systemd-tpm2 tokens sealed to this vTPM (verified, resumable)",
     flags: [

@@ -7,6 +7,8 @@ import type { Effective, Volume } from "../config/config.js";
 import type { AskVolume } from "../keyring/askpass.js";
 import type { Secret } from "../log/secret.js";
 import { luksActive } from "../luks/cryptsetup.js";
+import { checkHeaderCiphers, DEFAULT_CIPHERS, type ExpectedMapping } from "../luks/ciphers.js";
+import { writeExpected } from "../luks/mapping.js";
 import type { LuksHeader } from "../luks/header.js";
 import type { BrokerDeps } from "../flow/broker.js";
 import type { Transport } from "../kbs/transport.js";
@@ -16,7 +18,7 @@ import { Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
 import { Deadline } from "../flow/deadline.js";
 import type { Context, Runner } from "./command.js";
-import { checkEnvironment, loadEffective, waitForDevices } from "./common.js";
+import { checkEnvironment, loadEffective, refuseEscapes, waitForDevices } from "./common.js";
 
 /** Seams for tests: the transport and evidence provider can be swapped; defaults are the real ones. */
 export interface UnlockDeps {
@@ -37,6 +39,7 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
   return async (ctx) => {
     checkEnvironment(ctx.env);
     const eff = await ctx.trace.run("config", () => loadEffective(ctx));
+    refuseEscapes(eff);
     const config = eff.config;
     if (eff.disabled) return { status: "disabled", message: "disabled by rd.cvm_unlock=0 on the kernel command line" };
     const deadline = new Deadline(config.deadline_s);
@@ -48,9 +51,13 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
 
     const devices = await ctx.trace.run("devices", () => waitForDevices(wanted, deadline, ctx));
     const targets: Target[] = wanted.map((v) => ({ volume: v, path: devices.get(v.name)! }));
-    // A vTPM image reads each header once, here: the token check below reuses it for every volume that has
-    // no tpm2-import token (the conversion rewrites only headers that have one).
-    if (config.tpm.tokens) for (const t of targets) t.header = await readVolumeHeader(t.volume, t.path);
+    // Each header is read once, here: its ciphers are checked before anything is handed over (a host that
+    // names cipher_null gets nothing), and the token check below reuses it for every volume that has no
+    // tpm2-import token (the conversion rewrites only headers that have one, never their segments).
+    await ctx.trace.run("headers", async () => {
+      for (const t of targets) t.header = await readVolumeHeader(t.volume, t.path);
+      recordExpected(ctx, targets.map((t) => checkHeaderCiphers(t.volume.name, t.header!, t.volume.ciphers ?? DEFAULT_CIPHERS)));
+    });
     let tpm: Tpm | undefined | null = null;
     const theTpm = async () => (tpm === null ? (tpm = await (deps.tpm ?? openTpmQuietly)(config.tpm.device, ctx)) : tpm);
     let fromImport = new Map<string, { passphrase: Secret; uuid: string }>();
@@ -101,6 +108,16 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
 }
 
 type Target = { volume: Volume; path: string; header?: LuksHeader };
+/** What the live mappings must be, for `after-unlock` (no secret in it). A /run that cannot be written
+ *  loses only the comparison with these values: the live mappings are still checked against the allowlist. */
+function recordExpected(ctx: Context, expected: ExpectedMapping[]): void {
+  try {
+    writeExpected(ctx.runDir, expected);
+  } catch (e) {
+    ctx.log.warn("cannot record the checked headers for the check after activation", { dir: ctx.runDir, error: (e as NodeJS.ErrnoException).code ?? String(e) });
+  }
+}
+
 const hasImportToken = (h: LuksHeader | undefined): h is LuksHeader => h?.tokens.some((t) => t.type === "tpm2-import") ?? false;
 
 /** The result's entries for volumes answered with a converted token's passphrase. */

@@ -11,6 +11,8 @@ export interface Volume {
   name: string;
   device: string;
   resource?: string;
+  /** Allowed "<cipher>:<bits>" for its segment and keyslot areas (default aes-xts-plain64:512). */
+  ciphers?: string[];
 }
 
 export interface Config {
@@ -31,6 +33,8 @@ export interface Effective {
   disabled: boolean;
   /** Which rd.cvm_unlock.* keys were applied, for the log. */
   cmdline: Record<string, string>;
+  /** Kernel command line words that could open a shell (boot steps refuse to release anything then). */
+  escapes: string[];
   source: string;
 }
 

@@ -1,6 +1,8 @@
 // The one config schema. It is data: a table of fields, each with a type, a default and the words used in
 // the error message ("expected …"). Unknown keys are errors, so a typo never silently disables a check.
 // Later issues extend this table (tee.vmpl, tpm.device …); nothing else validates the config.
+import { DEFAULT_CIPHERS, isCipherSpec, KNOWN_CIPHERS } from "../luks/ciphers.js";
+
 
 export type Spec =
   | { kind: "string"; expect: string; check?: (s: string) => boolean }
@@ -71,6 +73,11 @@ export const CONFIG_SCHEMA: Spec = {
             name: { spec: { kind: "string", expect: "a volume name of 1-64 characters [A-Za-z0-9_.+-]", check: isVolumeName }, required: true },
             device: { spec: { kind: "string", expect: "an absolute path, UUID=…, PARTUUID=… or PARTLABEL=…", check: isDeviceSpec }, required: true },
             resource: { spec: { kind: "string", expect: "a KBS resource path <repo>/<type>/<tag>", check: isResourcePath } },
+            // The segment and keyslot-area ciphers the volume may use (luks/ciphers.ts); never cipher_null or ecb.
+            ciphers: {
+              spec: { kind: "array", min: 1, max: 8, of: { kind: "string", expect: `"<cipher>:<key bits>" for one of ${Object.entries(KNOWN_CIPHERS).map(([c, b]) => `${c} (${b.join("/")})`).join(", ")}`, check: isCipherSpec } },
+              default: DEFAULT_CIPHERS,
+            },
           },
         },
       },

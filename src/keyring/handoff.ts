@@ -36,6 +36,15 @@ export function keyringSerial(native: Native, keyring: KeyringTarget["keyring"])
   }
 }
 
+/** What systemd-cryptsetup can take as one passphrase: not empty, no NUL (the keyring payload's separator,
+ *  and the end of a C string); through ask-password also no line break (the reply ends a passphrase there,
+ *  so it would hand over a different one than the keyslot check proved). */
+export function checkPassphraseBytes(b: Uint8Array, what: string, handoff: "keyring" | "ask-password" = "keyring"): void {
+  if (b.length === 0) throw new CvmError("LUKS", `${what}: the passphrase is empty`);
+  if (b.includes(0)) throw new CvmError("LUKS", `${what}: the passphrase contains a NUL byte, which systemd-cryptsetup cannot take`);
+  if (handoff === "ask-password" && (b.includes(0x0a) || b.includes(0x0d))) throw new CvmError("LUKS", `${what}: the passphrase contains a line break, which the ask-password reply cannot carry`);
+}
+
 /** NUL-separated passphrases, as systemd's strv_parse_nulstr reads them. */
 export function encodePayload(passphrases: readonly Secret[]): Uint8Array {
   if (passphrases.length === 0) throw new CvmError("INTERNAL", "no passphrase to hand off");
@@ -44,8 +53,7 @@ export function encodePayload(passphrases: readonly Secret[]): Uint8Array {
   let off = 0;
   passphrases.forEach((p, i) => {
     p.use((b) => {
-      if (b.length === 0) throw new CvmError("INTERNAL", `passphrase ${i} is empty`);
-      if (b.includes(0)) throw new CvmError("INTERNAL", `passphrase ${i} contains a NUL byte`);
+      checkPassphraseBytes(b, `passphrase ${i}`);
       out.set(b, off);
     });
     off += p.length + 1;
@@ -144,4 +152,29 @@ export function removeKey(native: Native, target: KeyringTarget): boolean {
     if (e instanceof NativeError && e.errnoName === "ENOKEY") return false;
     throw keyringError(`cannot remove key ${target.key}`, e);
   }
+}
+
+/** Revokes the hand-off key once the volumes are active: systemd-cryptsetup has read it, and nothing else
+ *  may (a revoked key fails every later read, even by a process that still holds its serial). Returns the
+ *  serial revoked, or undefined when there was none (the ask-password hand-off, or a vTPM boot). */
+export function revokeKey(native: Native, target: Pick<KeyringTarget, "keyring" | "key">): number | undefined {
+  const ring = keyringSerial(native, target.keyring);
+  let serial: number;
+  try {
+    serial = native.keyctl.search(ring, "user", target.key);
+  } catch (e) {
+    if (e instanceof NativeError && (e.errnoName === "ENOKEY" || e.errnoName === "EKEYEXPIRED" || e.errnoName === "EKEYREVOKED")) return undefined;
+    throw keyringError(`cannot search ${target.keyring} for ${target.key}`, e);
+  }
+  try {
+    native.keyctl.revoke(serial);
+  } catch (e) {
+    throw keyringError(`cannot revoke key ${target.key}`, e);
+  }
+  try {
+    native.keyctl.unlink(serial, ring);
+  } catch {
+    /* revoked is what matters; the kernel collects it */
+  }
+  return serial;
 }

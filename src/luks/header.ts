@@ -31,6 +31,10 @@ export interface Keyslot {
   id: string;
   type: string;
   priority?: number;
+  /** Bytes of the volume key this keyslot holds. */
+  keySize?: number;
+  /** How the keyslot's own area is encrypted (cipher and key bytes). */
+  area?: { encryption?: string; keySize?: number };
   kdf: { type: string; hash?: string; iterations?: number; time?: number; memory?: number };
 }
 
@@ -49,7 +53,7 @@ export interface LuksHeader {
   hdrSize: number;
   keyslots: Keyslot[];
   tokens: Token[];
-  segments: { id: string; type: string; offset: string; size: string; encryption?: string }[];
+  segments: { id: string; type: string; offset: string; size: string; encryption?: string; sectorSize?: number }[];
   digests: { id: string; type: string; keyslots: string[]; segments: string[] }[];
   /** Which copies were valid (a damaged copy is reported, not fatal, when the other is good). */
   copies: { primary: boolean; secondary: boolean };
@@ -114,7 +118,13 @@ export function luksModel(j: unknown): Pick<LuksHeader, "keyslots" | "tokens" | 
     const o = obj(k, `keyslot ${id}`);
     const kdf = obj(o.kdf, `keyslot ${id}.kdf`);
     if (typeof o.type !== "string" || typeof kdf.type !== "string") bad(`keyslot ${id} has no type`);
-    return { id, type: o.type, priority: typeof o.priority === "number" ? o.priority : undefined, kdf: { type: kdf.type, hash: kdf.hash, iterations: kdf.iterations, time: kdf.time, memory: kdf.memory } };
+    const area = typeof o.area === "object" && o.area !== null ? (o.area as Record<string, unknown>) : {};
+    return {
+      id, type: o.type, priority: typeof o.priority === "number" ? o.priority : undefined,
+      keySize: typeof o.key_size === "number" ? o.key_size : undefined,
+      area: { encryption: typeof area.encryption === "string" ? area.encryption : undefined, keySize: typeof area.key_size === "number" ? area.key_size : undefined },
+      kdf: { type: kdf.type, hash: kdf.hash, iterations: kdf.iterations, time: kdf.time, memory: kdf.memory },
+    };
   });
   const tokens = Object.entries(obj(root.tokens ?? {}, "tokens")).map(([id, t]) => {
     const o = obj(t, `token ${id}`);
@@ -123,7 +133,7 @@ export function luksModel(j: unknown): Pick<LuksHeader, "keyslots" | "tokens" | 
   });
   const segments = Object.entries(obj(root.segments, "segments")).map(([id, s]) => {
     const o = obj(s, `segment ${id}`);
-    return { id, type: String(o.type), offset: String(o.offset), size: String(o.size), encryption: typeof o.encryption === "string" ? o.encryption : undefined };
+    return { id, type: String(o.type), offset: String(o.offset), size: String(o.size), encryption: typeof o.encryption === "string" ? o.encryption : undefined, sectorSize: typeof o.sector_size === "number" ? o.sector_size : undefined };
   });
   const digests = Object.entries(obj(root.digests, "digests")).map(([id, d]) => {
     const o = obj(d, `digest ${id}`);

@@ -17,6 +17,7 @@ interface FakeKey {
   perm: number;
   timeout?: number;
   keyring: number;
+  revoked?: boolean;
 }
 
 export class FakeNative implements Native {
@@ -124,11 +125,16 @@ export class FakeNative implements Native {
     search: (keyring: number, type: string, description: string): number => {
       this.enter("keyctl_search");
       const ring = this.keyringSerial(keyring);
-      for (const [id, k] of this.keys) if (k.keyring === ring && k.type === type && k.description === description) return id;
+      for (const [id, k] of this.keys) {
+        if (k.keyring !== ring || k.type !== type || k.description !== description) continue;
+        if (k.revoked) throw new NativeError("keyctl", ERRNO.EKEYREVOKED);
+        return id;
+      }
       throw new NativeError("keyctl", ERRNO.ENOKEY);
     },
     read: (id: number): Uint8Array => {
       this.enter("keyctl_read");
+      if (this.key(id).revoked) throw new NativeError("keyctl", ERRNO.EKEYREVOKED);
       return this.key(id).payload.slice();
     },
     setperm: (id: number, perm: number): void => {
@@ -145,6 +151,12 @@ export class FakeNative implements Native {
       if (k.keyring !== this.keyringSerial(keyring)) throw new NativeError("keyctl", ERRNO.ENOENT);
       k.payload.fill(0);
       this.keys.delete(id);
+    },
+    revoke: (id: number): void => {
+      this.enter("keyctl_revoke");
+      const k = this.key(id);
+      k.payload.fill(0);
+      k.revoked = true;
     },
     describe: (id: number): string => {
       this.enter("keyctl_describe");

@@ -8,7 +8,7 @@ const SYSCALLS: Record<string, { add_key: number; keyctl: number }> = {
   arm64: { add_key: 217, keyctl: 219 },
 };
 
-const KEYCTL = { GET_KEYRING_ID: 0, DESCRIBE: 6, UNLINK: 9, SEARCH: 10, READ: 11, SETPERM: 5, SET_TIMEOUT: 15 } as const;
+const KEYCTL = { GET_KEYRING_ID: 0, REVOKE: 3, DESCRIBE: 6, UNLINK: 9, SEARCH: 10, READ: 11, SETPERM: 5, SET_TIMEOUT: 15 } as const;
 
 export function openLibc(): Native {
   const nr = SYSCALLS[process.arch];
@@ -75,6 +75,7 @@ export function openLibc(): Native {
       setperm: (id, perm) => void keyctl(KEYCTL.SETPERM, id, perm),
       setTimeout: (id, seconds) => void keyctl(KEYCTL.SET_TIMEOUT, id, seconds),
       unlink: (id, keyring) => void keyctl(KEYCTL.UNLINK, id, keyring),
+      revoke: (id) => void keyctl(KEYCTL.REVOKE, id),
       describe(id) {
         const buf = new Uint8Array(512);
         const n = keyctl(KEYCTL.DESCRIBE, id, ptr(buf), buf.length);

@@ -22,6 +22,8 @@ export interface Keyctl {
   setperm(id: number, perm: number): void;
   setTimeout(id: number, seconds: number): void;
   unlink(id: number, keyring: number): void;
+  /** Revokes the key: every reference to it fails with EKEYREVOKED from now on, whoever holds it. */
+  revoke(id: number): void;
   /** "type;uid;gid;perm;description" as the kernel gives it. */
   describe(id: number): string;
 }

@@ -17,6 +17,8 @@ export interface HarnessResult {
   status?: string;
   lines: string[];
   native: FakeNative;
+  /** The run directory (failure and expected-mapping records). */
+  runDir: string;
   attempts: number;
   elapsedMs: number;
 }
@@ -41,14 +43,15 @@ export async function runUnlockWith(run: Runner, config: Record<string, unknown>
     positionals: [],
     env: {},
     trace,
+    runDir: join(dir, "run"),
     native: async () => native,
     print: () => {},
   };
   const t0 = performance.now();
   try {
     const r = await run(ctx);
-    return { ok: true, data: r.data, status: r.status, lines: mem.lines, native, attempts: trace.attempts, elapsedMs: performance.now() - t0 };
+    return { ok: true, data: r.data, status: r.status, lines: mem.lines, native, runDir: join(dir, "run"), attempts: trace.attempts, elapsedMs: performance.now() - t0 };
   } catch (e) {
-    return { ok: false, error: asCvmError(e), lines: mem.lines, native, attempts: trace.attempts, elapsedMs: performance.now() - t0 };
+    return { ok: false, error: asCvmError(e), lines: mem.lines, native, runDir: join(dir, "run"), attempts: trace.attempts, elapsedMs: performance.now() - t0 };
   }
 }

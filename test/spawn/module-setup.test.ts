@@ -94,7 +94,10 @@ install`;
     const r = run(d, stubs);
     expect(r.status, r.stderr + r.stdout).toBe(0);
     for (const f of dropins) expect(r.stdout).toContain(`inst_simple ${d}/mod/cvm-unlock-poweroff.conf ${f}`);
-    expect(readFileSync(join(d, "initrd/usr/lib/systemd/system/cvm-unlock.service.d/50-config.conf"), "utf8")).toBe("[Service]\nTimeoutStartSec=120\nFailureAction=poweroff-force\n");
+    expect(readFileSync(join(d, "initrd/usr/lib/systemd/system/cvm-unlock.service.d/50-config.conf"), "utf8")).toBe("[Unit]\nFailureAction=poweroff-force\n[Service]\nTimeoutStartSec=120\n");
+    expect(readFileSync(join(d, "initrd/usr/lib/systemd/system/cvm-unlock-after.service.d/50-config.conf"), "utf8")).toBe("[Unit]\nFailureAction=poweroff-force\n");
+    expect(r.stdout).toContain(`inst_simple ${d}/mod/cvm-unlock-after.service /usr/lib/systemd/system/cvm-unlock-after.service`);
+    expect(r.stdout).toContain("inst_multiple cryptsetup env dmsetup");
     expect(existsSync(join(d, "initrd/etc/cmdline.d"))).toBe(false);
   });
 
