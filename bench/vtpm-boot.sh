@@ -15,11 +15,12 @@ prepare_run bench/luks/root
 cat > "$CONFDIR/config.json" <<JSON
 { "broker": { "url": "https://10.0.2.2:$PORT", "ca": "ca.pem" }, "tee": { "allow_simulated": true }, "deadline_s": 120,
   "volumes": [ { "name": "root", "device": "UUID=$UUID", "resource": "bench/luks/root" } ],
-  "keyring": { "handoff": "ask-password" }, "tpm": { "tokens": true }, "on_failure": "poweroff" }
+  "keyring": { "handoff": "ask-password" }, "tpm": { "tokens": true, "srk": "srk.pub" }, "on_failure": "poweroff" }
 JSON
 CMDLINE="console=ttyS0 panic=1 rd.luks.uuid=$UUID root=/dev/mapper/luks-$UUID rootfstype=ext4 rw ip=dhcp rd.neednet=1"
 UEFI=(--uefi --uefi-stub /usr/lib/systemd/boot/efi/linuxx64.efi.stub --kernel-image "$VMLINUZ" --kernel-cmdline "$CMDLINE")
 
+VTPM="$S/vtpm"; make_vtpm_state "$VTPM"; pin_vtpm_srk "$VTPM" "$CONFDIR"
 build_image "$S/agent.efi" "${UEFI[@]}"
 # The peer: the same image without cvm-unlock — tpm2-tss and the crypttab line the module would write.
 "$PKGROOT/usr/bin/cvm-unlock" debug config --config "$CONFDIR/config.json" --cmdline /dev/null --crypttab > "$S/crypttab"
@@ -30,7 +31,6 @@ dracutbasedir="$DRACUT_DIR" dracut --conf /dev/null --confdir "$S/empty.conf.d" 
 make_esp "$S/agent.efi" "$S/esp-agent.img"
 make_esp "$S/plain.efi" "$S/esp-plain.img"
 
-VTPM="$S/vtpm"; make_vtpm_state "$VTPM"
 boot() { # img serial
     boot_vtpm "$VTPM" "$2" "$S/esp-$1.img"
     grep -qa 'CVM-UNLOCK-E2E: root mounted' "$2" || { log "$1: root not mounted"; tail -30 "$2" >&2; exit 1; }

@@ -18,7 +18,7 @@ measure() {
   TPM2TOOLS_TCTI=$SPEC tpm2_pcrextend "7:sha256=$(jq -r '.extend[0]' "$F/pcr.json")"
   TPM2TOOLS_TCTI=$SPEC hyperfine --style none --warmup 2 --runs "$RUNS" --export-json "$W/p2.json" \
     --prepare "gzip -dc $F/tpm2-import/hdr.img.gz > $W/peer.img" -n rhel-tpm2-tools "bash $F/convert-tpm2-tools.sh $W/peer.img" \
-    --prepare "gzip -dc $F/tpm2-import/hdr.img.gz > $W/ours.img" -n cvm-unlock "$PWD/dist/cvm-unlock convert --device $W/ours.img --tpm-device $SPEC --run-dir $W/run" >/dev/null 2>&1
+    --prepare "gzip -dc $F/tpm2-import/hdr.img.gz > $W/ours.img" -n cvm-unlock "$PWD/dist/cvm-unlock convert --device $W/ours.img --tpm-device $SPEC --srk $F/tpm2-import/srk.pub --run-dir $W/run" >/dev/null 2>&1
   gzip -dc "$F/systemd-tpm2/hdr.img.gz" > "$W/later.img"
   cat > "$W/config.json" <<JSON
 { "broker": { "url": "http://127.0.0.1:9", "insecure_http": true }, "tpm": { "device": "$SPEC" }, "deadline_s": 10,

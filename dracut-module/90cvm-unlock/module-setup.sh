@@ -55,7 +55,8 @@ install() {
     # its units start it through `env -i`; after-unlock reads the live mappings with `dmsetup table`.
     inst_multiple cryptsetup env dmsetup
     inst_simple "$conf/config.json" /etc/cvm-unlock/config.json
-    for f in "$conf"/*.pem; do [[ -f $f ]] && inst_simple "$f" "/etc/cvm-unlock/${f##*/}"; done
+    # The broker's CA (*.pem) and the pinned vTPM storage key (tpm.srk, *.pub), measured with the config.
+    for f in "$conf"/*.pem "$conf"/*.pub; do [[ -f $f ]] && inst_simple "$f" "/etc/cvm-unlock/${f##*/}"; done
     # keyring.handoff = ask-password: answer systemd-cryptsetup's requests instead (needs systemd-reply-password).
     if [[ $json == *'"handoff":"ask-password"'* ]]; then
         inst_multiple "$systemdutildir/systemd-reply-password"

@@ -1,11 +1,12 @@
 // Shared by the commands that read the config: file + kernel command line → Effective.
 import { readFileSync } from "node:fs";
 import { applyCmdline } from "../config/cmdline.js";
-import { DEFAULT_CONFIG_PATH, parseConfig, readConfigFile, resolveCa, type Effective } from "../config/config.js";
+import { DEFAULT_CONFIG_PATH, parseConfig, readConfigFile, resolveCa, resolveSrk, type Effective } from "../config/config.js";
 import { CvmError } from "../errors.js";
 import type { Volume } from "../config/config.js";
 import { waitFor, type Deadline } from "../flow/deadline.js";
 import { deviceExists, devicePath } from "../luks/cryptsetup.js";
+import { pinnedStorageKey } from "../tpm/keys.js";
 import type { Context } from "./command.js";
 
 export function loadEffective(ctx: Context): Effective {
@@ -20,9 +21,19 @@ export function loadEffective(ctx: Context): Effective {
   }
   const applied = applyCmdline(config, cmdline);
   const caPem = applied.config.broker?.ca !== undefined ? resolveCa(applied.config.broker.ca, path) : undefined;
+  const srk = applied.config.tpm.srk !== undefined ? pinnedSrk(resolveSrk(applied.config.tpm.srk, path)) : undefined;
   ctx.log.setLevel(applied.config.log_level);
   if (Object.keys(applied.applied).length > 0) ctx.log.info("kernel command line applied", applied.applied);
-  return { config: applied.config, caPem, disabled: applied.disabled, cmdline: applied.applied, escapes: applied.escapes, source: path };
+  return { config: applied.config, caPem, srk, disabled: applied.disabled, cmdline: applied.applied, escapes: applied.escapes, source: path };
+}
+
+/** tpm.srk must be an RSA storage key's TPM2B_PUBLIC; anything else is a config error (found at build time). */
+function pinnedSrk(b: Uint8Array) {
+  try {
+    return pinnedStorageKey(b, "tpm.srk");
+  } catch (e) {
+    throw new CvmError("CONFIG", (e as Error).message);
+  }
 }
 
 /** A boot step releases nothing when the kernel command line could open a shell or run the host's code

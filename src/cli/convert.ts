@@ -1,17 +1,21 @@
 // cvm-unlock convert: the first-boot conversion of tpm2-import tokens (see flow/convert.ts). No network,
 // no unlocked volume: in the initramfs it runs before systemd-cryptsetup.
+import { readFileSync } from "node:fs";
 import { CvmError } from "../errors.js";
 import { convertDevice, FAULT_STEPS, type ConvertResult, type FaultStep } from "../flow/convert.js";
 import { Deadline } from "../flow/deadline.js";
 import { readLuksHeaderFile, type LuksHeader } from "../luks/header.js";
 import { Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
+import { pinnedStorageKey } from "../tpm/keys.js";
 import type { Runner } from "./command.js";
 import { loadEffective, refuseEscapes, waitForDevices } from "./common.js";
 
 export const convert: Runner = async (ctx) => {
   let devices: string[];
   let tpmSpec = typeof ctx.flags["tpm-device"] === "string" ? ctx.flags["tpm-device"] : undefined;
+  // The pinned storage key: --srk, else the config's tpm.srk (withEncryption refuses to unseal without one).
+  let srk = typeof ctx.flags.srk === "string" ? pinnedStorageKey(readSrkFile(ctx.flags.srk), `--srk ${ctx.flags.srk}`) : undefined;
   const fault = ctx.flags["fault-at"];
   if (fault !== undefined && !FAULT_STEPS.includes(fault as FaultStep)) throw new CvmError("USAGE", `--fault-at: expected one of ${FAULT_STEPS.join(", ")}`);
   if (typeof ctx.flags.device === "string") {
@@ -25,6 +29,7 @@ export const convert: Runner = async (ctx) => {
     if (volumes.length === 0) return { status: "nothing-to-do", message: "nothing to do: no volume configured" };
     devices = [...(await ctx.trace.run("devices", () => waitForDevices(volumes, new Deadline(eff.config.deadline_s), ctx))).values()];
     tpmSpec ??= eff.config.tpm.device;
+    srk ??= eff.srk;
   }
   // Only a volume with a tpm2-import token needs the TPM: a later boot reads the headers and is done.
   const todo: { device: string; header: LuksHeader }[] = [];
@@ -36,10 +41,18 @@ export const convert: Runner = async (ctx) => {
   const tpm = new Tpm(await openTpm(tpmSpec ?? "/dev/tpmrm0", ctx.native));
   const results: ConvertResult[] = [];
   try {
-    for (const { device, header } of todo) results.push(await ctx.trace.run("convert", () => convertDevice(device, tpm, { log: ctx.log, faultAt: fault as FaultStep | undefined, header })));
+    for (const { device, header } of todo) results.push(await ctx.trace.run("convert", () => convertDevice(device, tpm, { log: ctx.log, srk, faultAt: fault as FaultStep | undefined, header })));
   } finally {
     tpm.transport.close();
   }
   const n = results.reduce((k, r) => k + r.converted.length, 0);
   return { status: "done", message: `converted ${n} tpm2-import token(s) into systemd-tpm2 tokens sealed to this TPM`, data: { results, timings_ms: ctx.trace.timings_ms } };
 };
+
+function readSrkFile(path: string): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (e) {
+    throw new CvmError("USAGE", `--srk ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+}

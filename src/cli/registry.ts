@@ -27,6 +27,7 @@ export const COMMANDS: Command[] = [
     flags: [
       { name: "device", value: "PATH", help: "a LUKS2 device or image (default: the config's volumes)" },
       { name: "tpm-device", value: "DEV", help: "/dev/tpmrm0 (default: the config's tpm.device) or swtpm:host=H,port=P" },
+      { name: "srk", value: "FILE", help: "the pinned storage key (TPM2B_PUBLIC from debug tpm --srk-out; default: the config's tpm.srk)" },
       ...CONFIG_FLAGS,
       RUN_DIR_FLAG,
       { name: "fault-at", value: "STEP", help: "TEST ONLY: SIGKILL itself after unsealed|proved|token-added|token-removed" },

@@ -15,6 +15,7 @@ import type { Transport } from "../kbs/transport.js";
 import type { EvidenceProvider } from "../tee/evidence.js";
 import { planVolumes, readVolumeHeader } from "../flow/plan.js";
 import { Tpm } from "../tpm/commands.js";
+import type { TpmtPublic } from "../tpm/marshal.js";
 import { openTpm } from "../tpm/transport.js";
 import { Deadline } from "../flow/deadline.js";
 import type { Context, Runner } from "./command.js";
@@ -66,7 +67,7 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
       // First boot of a vTPM image: the owner's tpm2-import tokens become systemd-tpm2 tokens here, beside
       // systemd-cryptsetup (nothing waits for this on later boots); the proven passphrase answers its request now.
       const imports = targets.filter((t): t is Required<Target> => hasImportToken(t.header));
-      if (imports.length > 0) fromImport = await ctx.trace.run("convert", () => convertImports(imports, theTpm, ctx));
+      if (imports.length > 0) fromImport = await ctx.trace.run("convert", () => convertImports(imports, theTpm, eff.srk, ctx));
       // A volume whose systemd-tpm2 token will unseal with the current PCRs needs nothing from the broker.
       // (In a vTPM image every volume is checked, so a stale token is logged even where no broker can help.)
       const rest = targets.filter((t) => !fromImport.has(t.volume.name)).map((t) => (hasImportToken(t.header) ? { volume: t.volume, path: t.path } : t));
@@ -126,7 +127,7 @@ export const convertedVolumes = (converted: AskVolume[], devices: Map<string, st
 /** vTPM first boot, in the agent: converts the tpm2-import tokens of these volumes (flow/convert.ts) and
  *  keeps the passphrase proven on each keyslot. A failure is logged and stops nothing: the owner's token
  *  stays for the next boot, and the volume goes to the broker if it has a resource. */
-async function convertImports(volumes: Required<Target>[], tpm: () => Promise<Tpm | undefined>, ctx: Context): Promise<Map<string, { passphrase: Secret; uuid: string }>> {
+async function convertImports(volumes: Required<Target>[], tpm: () => Promise<Tpm | undefined>, srk: TpmtPublic | undefined, ctx: Context): Promise<Map<string, { passphrase: Secret; uuid: string }>> {
   const out = new Map<string, { passphrase: Secret; uuid: string }>();
   for (const { volume, path, header } of volumes) {
     const t = await tpm();
@@ -140,7 +141,7 @@ async function convertImports(volumes: Required<Target>[], tpm: () => Promise<Tp
     };
     try {
       const { convertDevice } = await import("../flow/convert.js"); // loaded only on a first boot
-      await convertDevice(path, t, { log: ctx.log, header, proven: keep });
+      await convertDevice(path, t, { log: ctx.log, srk, header, proven: keep });
     } catch (e) {
       const how = out.has(volume.name) ? "its passphrase was proven, so this boot still unlocks" : volume.resource !== undefined ? "the broker is asked instead" : "the volume has no other way in";
       ctx.log.warn(`volume ${volume.name}: converting its tpm2-import token failed (${how}): ${(e as Error).message}`, { volume: volume.name });

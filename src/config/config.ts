@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { CvmError } from "../errors.js";
 import type { Level } from "../log/logger.js";
+import type { TpmtPublic } from "../tpm/marshal.js";
 import { CONFIG_SCHEMA, validate } from "./schema.js";
 
 export const DEFAULT_CONFIG_PATH = "/etc/cvm-unlock/config.json";
@@ -21,7 +22,7 @@ export interface Config {
   deadline_s: number;
   volumes: Volume[];
   keyring: { keyring: "@u" | "@s"; key: string; timeout_s: number; handoff: "keyring" | "ask-password" };
-  tpm: { device: string; tokens: boolean };
+  tpm: { device: string; tokens: boolean; srk?: string };
   on_failure: "poweroff" | "emergency";
   log_level: Level;
 }
@@ -30,6 +31,8 @@ export interface Config {
 export interface Effective {
   config: Config;
   caPem?: string;
+  /** tpm.srk: the pinned storage key, read from the file it names or decoded from base64. */
+  srk?: TpmtPublic;
   disabled: boolean;
   /** Which rd.cvm_unlock.* keys were applied, for the log. */
   cmdline: Record<string, string>;
@@ -108,4 +111,15 @@ export function resolveCa(ca: string, configPath: string): string {
   }
   if (!PEM_CERT.test(pem)) throw new CvmError("CONFIG", `broker.ca: ${path} holds no PEM CERTIFICATE block`);
   return pem;
+}
+
+/** tpm.srk is inline base64 or a path (relative paths resolve against the config file's folder). */
+export function resolveSrk(srk: string, configPath: string): Uint8Array {
+  if (/^[A-Za-z0-9+/]{40,}={0,2}$/.test(srk)) return new Uint8Array(Buffer.from(srk, "base64"));
+  const path = srk.startsWith("/") ? srk : `${configPath.replace(/[^/]*$/, "") || "./"}${srk}`;
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (e) {
+    throw new CvmError("CONFIG", `tpm.srk: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+  }
 }

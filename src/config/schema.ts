@@ -103,6 +103,9 @@ export const CONFIG_SCHEMA: Spec = {
           // The volumes carry vTPM tokens: the image converts tpm2-import tokens at first boot and lets
           // systemd-cryptsetup unlock from systemd-tpm2 tokens (tpm2-device=auto); the broker is the fallback.
           tokens: { spec: { kind: "bool" }, default: false },
+          // The storage key the owner pinned (`debug tpm --srk-out`): sessions that carry a secret are salted
+          // to it, never to a key the TPM transport returned. Base64 of the TPM2B_PUBLIC, or a path to it.
+          srk: { spec: { kind: "string", expect: "base64 of a TPM2B_PUBLIC, or a path to that file (debug tpm --srk-out)", check: (s) => s.length > 0 && s.length <= 4096 } },
         },
       },
       default: {},

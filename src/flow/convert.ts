@@ -7,33 +7,52 @@
 //   3. add the systemd-tpm2 token (cryptsetup token import);
 //   4. only then remove the tpm2-import token.
 // A run interrupted after 3 finds a systemd-tpm2 token for the keyslot, verifies it, and finishes with 4.
-import { hex } from "../bytes.js";
+import { equalBytes, hex } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { Secret } from "../log/secret.js";
 import { readLuksHeaderFile, type LuksHeader, type Token } from "../luks/header.js";
 import { importToken, keyslotOpens, removeToken } from "../luks/tokens.js";
 import { tokenBank, type Tpm } from "../tpm/commands.js";
-import { encode, tpm2b } from "../tpm/marshal.js";
+import { nameOf, rsaStorageKey } from "../tpm/keys.js";
+import { encode, tpm2b, type TpmtPublic } from "../tpm/marshal.js";
 import { checkTpm2b, createPrimary, createSealed, importObject, load, loadNamed, parsePublic, rhelSrkTemplate, sealedTemplate, SYSTEMD_ECC_PRIMARY, unsealWithPcrPolicy } from "../tpm/objects.js";
 import { EncryptSession } from "../tpm/session.js";
 
-/** systemd 252's ECC primary plus a salted session on it: every secret-bearing command is encrypted. */
+/** systemd 252's ECC primary (the new token's parent) plus a session salted to the pinned storage key:
+ *  every secret-bearing command is encrypted to a key the host cannot have swapped. */
 export interface Crypto {
   primary: number;
   primaryName: Uint8Array;
   session: EncryptSession;
 }
 
-export async function withEncryption<T>(tpm: Tpm, fn: (c: Crypto) => Promise<T>): Promise<T> {
-  const p = await createPrimary(tpm, SYSTEMD_ECC_PRIMARY);
+/**
+ * The vTPM transport is untrusted (the host runs it, or relays it): a session salted to a primary the
+ * transport returned is salted to whatever key the host chose. So the session is salted to the storage key
+ * the owner pinned (`tpm.srk`, from `debug tpm --srk-out`), after the TPM's copy of it (the RHEL SRK
+ * template) is checked to have the same Name. Without a pin, or on a mismatch, nothing is unsealed.
+ */
+export async function withEncryption<T>(tpm: Tpm, pinned: TpmtPublic | undefined, fn: (c: Crypto) => Promise<T>): Promise<T> {
+  if (!pinned) throw new CvmError("TPM", "no pinned storage key (tpm.srk in the config, written by `cvm-unlock debug tpm --srk-out`): a session salted to a key the TPM transport returned could be salted to the host's; nothing is unsealed", { reason: "no-pinned-srk" });
+  const want = nameOf(pinned);
+  const srk = await createPrimary(tpm, rhelSrkTemplate());
   let session: EncryptSession | undefined;
   try {
-    session = await EncryptSession.start(tpm, p.handle, p.public as unknown as { x: Uint8Array; y: Uint8Array });
+    if (!equalBytes(srk.name, want) || !equalBytes(nameOf(srk.public), want)) {
+      throw new CvmError("TPM", `the TPM's storage key has Name ${hex(srk.name).slice(0, 20)}…, not the pinned ${hex(want).slice(0, 20)}…: the TPM transport substituted it (or tpm.srk is another TPM's); nothing is unsealed`, { reason: "srk-mismatch" });
+    }
+    session = await EncryptSession.startSaltedToPinned(tpm, srk.handle, rsaStorageKey(pinned));
+  } finally {
+    await tpm.flush(srk.handle).catch(() => {}); // the salt is in; the session does not need its key again
+  }
+  let p: Awaited<ReturnType<typeof createPrimary>> | undefined;
+  try {
+    p = await createPrimary(tpm, SYSTEMD_ECC_PRIMARY);
     return await fn({ primary: p.handle, primaryName: p.name, session });
   } finally {
-    await session?.flush();
-    await tpm.flush(p.handle).catch(() => {});
+    await session.flush();
+    if (p) await tpm.flush(p.handle).catch(() => {});
   }
 }
 
@@ -206,8 +225,9 @@ export interface ConvertResult {
 
 /** opts.header: the device's header when the caller has just read it (saves reading it again).
  *  opts.proven: receives the keyslot's passphrase once it has been proven to open it (before anything is
- *  written); the callee owns it and wipes it. The agent answers systemd-cryptsetup with it on this boot. */
-export async function convertDevice(device: string, tpm: Tpm, opts: { log: Logger; faultAt?: FaultStep; header?: LuksHeader; proven?: (passphrase: Secret) => void }): Promise<ConvertResult> {
+ *  written); the callee owns it and wipes it. The agent answers systemd-cryptsetup with it on this boot.
+ *  opts.srk: the pinned storage key (withEncryption); without it nothing is unsealed. */
+export async function convertDevice(device: string, tpm: Tpm, opts: { log: Logger; srk: TpmtPublic | undefined; faultAt?: FaultStep; header?: LuksHeader; proven?: (passphrase: Secret) => void }): Promise<ConvertResult> {
   const fault = (step: FaultStep) => {
     if (opts.faultAt === step) process.kill(process.pid, "SIGKILL"); // test-only: power loss at this step
   };
@@ -215,7 +235,7 @@ export async function convertDevice(device: string, tpm: Tpm, opts: { log: Logge
   const result: ConvertResult = { device, converted: [] };
   for (const t of h.tokens.filter((x) => x.type === "tpm2-import")) {
     const it = parseImportToken(t, h);
-    await withEncryption(tpm, async (c) => {
+    await withEncryption(tpm, opts.srk, async (c) => {
       const done = await verifiedSystemdToken(tpm, device, h, it, c);
       if (done) {
         opts.log.info(`tpm2-import token ${t.id}: keyslot ${it.slot} already has a working systemd-tpm2 token ${done.id}; finishing the interrupted conversion`);

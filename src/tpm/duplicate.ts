@@ -14,7 +14,8 @@ import type { Secret } from "../log/secret.js";
 import { ALG, encode, tpm2b, TYPES, Writer, type TpmtPublic } from "./marshal.js";
 import { kdfA } from "./session.js";
 
-export const nameOf = (pub: TpmtPublic): Uint8Array => concat(Uint8Array.of(0, 0x0b), sha256(encode(TYPES.TPMT_PUBLIC, pub)));
+import { nameOf, type RsaStorageKey } from "./keys.js";
+export { nameOf, rsaStorageKey, type RsaStorageKey } from "./keys.js";
 
 /** TPMT_SENSITIVE marshalled as a TPM2B: type, authValue (empty), seedValue, sensitive. */
 function sensitive(type: number, seedValue: Uint8Array, data: Uint8Array): Uint8Array {
@@ -33,18 +34,6 @@ function wrap(seed: Uint8Array, name: Uint8Array, sens: Uint8Array, iv?: Uint8Ar
   hmacKey.fill(0);
   const all = concat(new Writer().u16(integrity.length).raw(integrity).bytes(), body);
   return new Writer().u16(all.length).raw(all).bytes();
-}
-
-export interface RsaStorageKey {
-  n: Uint8Array;
-  e: number;
-}
-
-/** The RSA storage key a TPM2B_PUBLIC describes (the target's SRK). */
-export function rsaStorageKey(pub: TpmtPublic): RsaStorageKey {
-  if (pub.type !== ALG.RSA || pub.nameAlg !== ALG.SHA256) throw new CvmError("TPM", "the target storage key must be an RSA key with SHA-256 name algorithm");
-  if ((pub.objectAttributes & 0x30000) !== 0x30000) throw new CvmError("TPM", "the target key is not a restricted decryption (storage) key");
-  return { n: pub.unique as Uint8Array, e: (pub.exponent as number) || 65537 };
 }
 
 function oaepDuplicate(key: RsaStorageKey, seed: Uint8Array): Uint8Array {

@@ -1,9 +1,12 @@
 // TPM 2.0 marshalling, table-driven: each TPM type is a codec built from a few combinators (integers,
 // TPM2B, fixed structs, counted lists, unions on a selector), and TYPES names the ones the commands use.
 // One table drives both encode and decode, so a round-trip test covers both. All integers big-endian.
-export class TpmFormatError extends Error {
+import { CvmError } from "../errors.js";
+
+/** Bytes from the TPM (or a token) that do not unmarshal: a TPM error (exit code 8), never INTERNAL. */
+export class TpmFormatError extends CvmError {
   constructor(message: string) {
-    super(`TPM data: ${message}`);
+    super("TPM", `TPM data: ${message}`, { reason: "malformed" });
     this.name = "TpmFormatError";
   }
 }

@@ -1,5 +1,5 @@
-// A salted HMAC session used for parameter encryption, as systemd 252 uses it: tpmKey = an ECC P-256
-// primary we created (so only that TPM can derive the salt), no bind, AES-128-CFB, SHA-256. The unsealed
+// A salted HMAC session used for parameter encryption: tpmKey = the storage key the owner pinned (RSA,
+// OAEP salt), or as systemd 252 does an ECC P-256 primary; no bind, AES-128-CFB, SHA-256. The unsealed
 // secret then crosses the TPM interface encrypted, and the response HMAC proves it came from the TPM.
 // Formulas: TPM 2.0 Library Part 1 §11.4.9 (KDFa, KDFe), §19.6 (session key, HMAC), §21 (CFB encryption).
 import { cfb } from "@noble/ciphers/aes.js";
@@ -36,7 +36,8 @@ export class EncryptSession {
     private nonceTPM: Uint8Array,
   ) {}
 
-  /** StartAuthSession salted to the ECC P-256 primary `tpmKey` (whose public point is x, y). */
+  /** StartAuthSession salted to the ECC P-256 primary `tpmKey` (whose public point is x, y). Only for a key
+   *  whose public the caller trusts: the agent salts to the pinned RSA key (startSaltedToPinned). */
   static async start(tpm: Tpm, tpmKey: number, pub: { x: Uint8Array; y: Uint8Array }): Promise<EncryptSession> {
     const ecdh = { name: "ECDH", namedCurve: "P-256" } as const;
     const eph = (await crypto.subtle.generateKey(ecdh, false, ["deriveBits"])) as CryptoKeyPair;
@@ -46,15 +47,38 @@ export class EncryptSession {
     const z = new Uint8Array(await crypto.subtle.deriveBits({ name: "ECDH", public: tpmPub }, eph.privateKey, 256));
     const salt = kdfE(z, "SECRET", ex, pub.x, 256);
     z.fill(0);
-    const nonceCaller = crypto.getRandomValues(new Uint8Array(32));
     const point = new Writer().u16(ex.length).raw(ex).u16(ey.length).raw(ey).bytes();
-    const params = new Writer().u16(32).raw(nonceCaller).u16(point.length).raw(point).u8(0 /* HMAC */).u16(ALG.AES).u16(128).u16(ALG.CFB).u16(ALG.SHA256).bytes();
-    const r = await tpm.call("StartAuthSession", [tpmKey, RH.NULL], params);
-    const handle = r.u32();
-    const nonceTPM = tpm2b.dec(r);
-    const sessionKey = kdfA(salt, "ATH", nonceTPM, nonceCaller, 256);
-    salt.fill(0);
-    return new EncryptSession(tpm, handle, sessionKey, nonceTPM);
+    return EncryptSession.startWithSalt(tpm, tpmKey, point, salt);
+  }
+
+  /**
+   * StartAuthSession salted to the RSA storage key the owner pinned: the salt is RSA-OAEP(SHA-256, label
+   * "SECRET") encrypted to the *pinned* public key, never to one the transport returned. A substitute primary
+   * cannot decrypt it, so it cannot learn the session key (and its HMACs fail). `tpmKey` is the handle of
+   * the TPM's own copy of that key; the caller has checked its Name against the pin.
+   */
+  static async startSaltedToPinned(tpm: Tpm, tpmKey: number, pinned: { n: Uint8Array; e: number }): Promise<EncryptSession> {
+    let e = u32(pinned.e || 65537);
+    while (e.length > 1 && e[0] === 0) e = e.subarray(1);
+    const b64u = (b: Uint8Array) => btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    const key = await crypto.subtle.importKey("jwk", { kty: "RSA", n: b64u(pinned.n), e: b64u(e), alg: "RSA-OAEP-256", ext: true }, { name: "RSA-OAEP", hash: "SHA-256" }, false, ["encrypt"]);
+    const salt = crypto.getRandomValues(new Uint8Array(32));
+    const encrypted = new Uint8Array(await crypto.subtle.encrypt({ name: "RSA-OAEP", label: label("SECRET") }, key, salt));
+    return EncryptSession.startWithSalt(tpm, tpmKey, new Writer().u16(encrypted.length).raw(encrypted).bytes(), salt);
+  }
+
+  /** StartAuthSession with encryptedSalt (a marshalled TPM2B) and the caller's copy of the salt (wiped here). */
+  private static async startWithSalt(tpm: Tpm, tpmKey: number, encryptedSalt: Uint8Array, salt: Uint8Array): Promise<EncryptSession> {
+    const nonceCaller = crypto.getRandomValues(new Uint8Array(32));
+    const params = new Writer().u16(32).raw(nonceCaller).raw(encryptedSalt).u8(0 /* HMAC */).u16(ALG.AES).u16(128).u16(ALG.CFB).u16(ALG.SHA256).bytes();
+    try {
+      const r = await tpm.call("StartAuthSession", [tpmKey, RH.NULL], params);
+      const handle = r.u32();
+      const nonceTPM = tpm2b.dec(r);
+      return new EncryptSession(tpm, handle, kdfA(salt, "ATH", nonceTPM, nonceCaller, 256), nonceTPM);
+    } finally {
+      salt.fill(0);
+    }
   }
 
   /** The auth-area entry of this session for one command (no handle authorised by it: authValue empty). */

@@ -26,6 +26,13 @@
 # And one more on the SeaBIOS image (on_failure = poweroff):
 #   boot 9  the host adds rd.shell=1 rd.break=cmdline to the kernel command line → the VM powers itself off at
 #           the break, no shell (the module's emergency drop-ins; the command line cannot turn them off)
+#   boot 10 the host swaps the header's segment cipher to cipher_null (keyslots untouched, checksums redone)
+#           and the data to a plaintext root of its own, after the agent checked the header and before
+#           systemd-cryptsetup reads it → systemd-cryptsetup opens it with the released passphrase, the
+#           after-unlock check finds cipher_null on the live mapping and powers the VM off before the switch
+#           to root: the plaintext root's marker never appears
+# And one image that is only inspected: the initramfs built for Debian's generic kernel (a real guest's)
+# carries the TEE guest modules (sev-guest; tdx-guest and tsm where the kernel has them).
 # Why a calibration boot and not a prediction from the event log: the UKI sealed to is the very file boot 5
 # booted, with the same firmware, fresh OVMF variables and disks, so every PCR 4/7 event repeats; the values
 # are read from the TPM (not trusted from a replay), and prediction (Authenticode hashes substituted into the
@@ -42,7 +49,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --keep) export E2E_KEEP=1; shift ;;
         --only) ONLY=",$2,"; shift 2 ;;
-        *) echo "usage: $0 [--keep] [--only 1,2,...,9]  (6-8 build on 5)" >&2; exit 2 ;;
+        *) echo "usage: $0 [--keep] [--only 1,2,...,11]  (6-8 build on 5; 11 is an image check)" >&2; exit 2 ;;
     esac
 done
 want() { [ -z "$ONLY" ] || [[ $ONLY == *",$1,"* ]]; }
@@ -86,6 +93,8 @@ verdict() {
             unlock|unlock-askpass)
                 grep -qF "$MARKER" "$serial" || why="root was not mounted"
                 [ -z "$why" ] && ! grep -q 'cvm-unlock: unlocked 1 volume' "$serial" && why="the agent did not report the unlock"
+                [ -z "$why" ] && ! grep -q "cvm-unlock: live mappings checked: luks-$UUID as checked" "$serial" && why="after-unlock did not check the live mapping"
+                [ -z "$why" ] && [ "$expect" = unlock ] && ! grep -q 'cvm-unlock: live mappings checked: .*hand-off key revoked' "$serial" && why="after-unlock did not revoke the hand-off key"
                 ;;
             vtpm)
                 grep -qF "$MARKER" "$serial" || why="root was not mounted"
@@ -104,6 +113,13 @@ verdict() {
                 grep -qF "$MARKER" "$serial" && why="root was mounted despite rd.break"
                 [ -z "$why" ] && grep -qiE 'Entering emergency mode|maintenance|sh-5|dracut:/#' "$serial" && why="a shell was offered"
                 [ -z "$why" ] && ! grep -q 'cvm-unlock: emergency in the initramfs (on_failure = poweroff): powering off' "$serial" && why="the emergency drop-in did not run"
+                [ -z "$why" ] && ! grep -qE 'reboot: Power down|Powering off' "$serial" && why="the VM did not power itself off"
+                ;;
+            swapped)
+                grep -qF "$PLAIN_MARKER" "$serial" && why="the host's plaintext root ran"
+                [ -z "$why" ] && grep -qF "$MARKER" "$serial" && why="a root was mounted and ran"
+                [ -z "$why" ] && ! grep -q 'cvm-unlock: unlocked 1 volume' "$serial" && why="the agent never released the key (the swap came too early to test the live check)"
+                [ -z "$why" ] && ! grep -q 'cvm-unlock: failure {.*"command":"after-unlock".*cipher_null-ecb' "$serial" && why="no after-unlock failure record naming cipher_null"
                 [ -z "$why" ] && ! grep -qE 'reboot: Power down|Powering off' "$serial" && why="the VM did not power itself off"
                 ;;
             poweroff)
@@ -167,19 +183,21 @@ if want 5 || want 6 || want 7 || want 8; then
   "deadline_s": 120,
   "volumes": [ { "name": "root", "device": "UUID=$UUID", "resource": "e2e/luks/root" } ],
   "keyring": { "handoff": "ask-password" },
-  "tpm": { "tokens": true },
+  "tpm": { "tokens": true, "srk": "srk.pub" },
   "on_failure": "poweroff"
 }
 JSON
     VCMDLINE="console=ttyS0 panic=1 rd.luks.uuid=$UUID root=/dev/mapper/luks-$UUID rootfstype=ext4 rw ip=dhcp rd.neednet=1"
+    # The guest's vTPM exists before its image: the owner pins its storage key in the measured config.
+    VTPM="$S/vtpm"
+    make_vtpm_state "$VTPM"
+    pin_vtpm_srk "$VTPM" "$VCONFDIR"
     t=$(now)
     CONFDIR=$VCONFDIR build_image "$S/uki-a.efi" --uefi --uefi-stub /usr/lib/systemd/boot/efi/linuxx64.efi.stub --kernel-image "$VMLINUZ" --kernel-cmdline "$VCMDLINE"
     check_image_binary "$S/uki-a.efi"
     check_vtpm_image "$S/uki-a.efi"
     make_esp "$S/uki-a.efi" "$S/esp-a.img"
     log "vTPM UKI $(du -m "$S/uki-a.efi" | cut -f1) MiB built in $(since "$t") s; crypttab, tss2 and the ask-password agent inside"
-    VTPM="$S/vtpm"
-    make_vtpm_state "$VTPM"
     tokens() { cryptsetup luksDump --dump-json-metadata "$ROOT_IMG" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(Object.values(JSON.parse(s).tokens).map(t=>t.type).sort().join(",")))'; }
 
     start_broker
@@ -224,6 +242,41 @@ fi
 if want 9; then
     E2E_BOOT_TIMEOUT=90 run_qemu seabios "$S/serial-9.log" -kernel "$VMLINUZ" -initrd "$S/initrd.img" -append "$CMDLINE rd.shell=1 rd.break=cmdline"
     verdict "boot 9 (SeaBIOS, the host asks for a shell with rd.shell=1 rd.break=cmdline → power off, no shell)" "$S/serial-9.log" no-shell
+fi
+
+if want 10; then
+    # The host's disk: the real image until the agent has checked the header and is attesting, then the
+    # same header with segment 0 under cipher_null over a plaintext ext4 whose init prints PLAIN_MARKER.
+    PLAIN_MARKER='CVM-UNLOCK-E2E: the host plaintext root runs'
+    cp "$ROOT_IMG" "$S/root-10.img"
+    cp "$ROOT_IMG" "$S/hostile.img"
+    off=$("$BUN" test/e2e/host-swap-cipher.ts "$S/hostile.img")
+    pr="$S/plainroot"; mkdir -p "$pr"/{bin,sbin,proc,dev}
+    cp /bin/busybox "$pr/bin/busybox"; ln -sf busybox "$pr/bin/sh"; ln -sf busybox "$pr/bin/poweroff"
+    printf '#!/bin/sh\necho "%s" >/dev/console\npoweroff -f\n' "$PLAIN_MARKER" > "$pr/sbin/init"; chmod 755 "$pr/sbin/init"
+    truncate -s 40M "$S/plain.ext4" && mkfs.ext4 -q -F -d "$pr" "$S/plain.ext4"
+    dd if="$S/plain.ext4" of="$S/hostile.img" bs=1M seek=$((off / 1048576)) conv=notrunc status=none
+    start_broker
+    env -i PATH="$PATH" sh -c 'until grep -qa "cvm-unlock: attesting" "$1"; do sleep 0.05; done; dd if="$2" of="$3" bs=1M conv=notrunc status=none' sh "$S/serial-10.log" "$S/hostile.img" "$S/root-10.img" &
+    SWAPPER=$!; PIDS+=("$SWAPPER")
+    ROOT_IMG="$S/root-10.img" E2E_BOOT_TIMEOUT=200 run_qemu seabios "$S/serial-10.log" -kernel "$VMLINUZ" -initrd "$S/initrd.img" -append "$CMDLINE"
+    kill "$SWAPPER" 2>/dev/null || true; wait "$SWAPPER" 2>/dev/null || true
+    stop_broker
+    verdict "boot 10 (SeaBIOS, the host swaps the segment cipher to cipher_null over a plaintext root after the header check → the live mapping check powers off)" "$S/serial-10.log" swapped
+fi
+
+if want 11; then
+    # Not a boot: the image a real guest's kernel gets holds its TEE guest drivers.
+    t=$(now)
+    prepare_guest_kernel
+    KVER=$GVER KROOT=$GROOT build_image "$S/initrd-guest.img"
+    mods=$(lsinitrd "$S/initrd-guest.img" 2>/dev/null | grep -oE '(sev-guest|tdx-guest|tsm)\.ko[.a-z]*' | sort -u | tr '\n' ' ')
+    have=$(find "$GROOT/lib/modules/$GVER/kernel/drivers/virt" -name '*.ko*' 2>/dev/null | grep -oE '(sev-guest|tdx-guest|tsm)\.ko' | sort -u | tr '\n' ' ')
+    if [[ $mods == *sev-guest.ko* ]] && [ "$(tr ' ' '\n' <<< "$have" | grep -c .)" -le "$(tr ' ' '\n' <<< "$mods" | grep -c .)" ]; then
+        result "image check ($GVER: TEE guest modules in the initramfs)" PASS "in the image: $mods; the kernel has: $have; $(since "$t") s"
+    else
+        result "image check ($GVER: TEE guest modules in the initramfs)" FAIL "in the image: ${mods:-none}; the kernel has: $have"
+    fi
 fi
 
 log "e2e done in $(since "$T0") s"

@@ -63,6 +63,14 @@ prepare_run() {
     mkdir -p "$CONFDIR" && cp "$S/broker/ca.pem" "$CONFDIR/ca.pem"
 }
 
+# The owner pins the guest vTPM's storage key in the image's config (tpm.srk): $1 the vTPM state, $2 the
+# config folder; writes $2/srk.pub (the module puts it into the image beside config.json).
+pin_vtpm_srk() {
+    local state=$1 dir=$2
+    srk_pin() { "$PKGROOT/usr/bin/cvm-unlock" debug tpm --tpm-device "$SWTPM_SPEC" --srk-out "$dir/srk.pub" >/dev/null; }
+    with_vtpm_tcp "$state" srk_pin || { log "reading the guest vTPM's storage key failed"; return 1; }
+}
+
 # The owner's side of a vTPM image: the guest vTPM's storage key (read from its swtpm state on 127.0.0.1)
 # and the PCR values in $2 (JSON) → `cvm-unlock seal` adds a keyslot and a tpm2-import token to ROOT_IMG.
 seal_for_vtpm() {
@@ -140,12 +148,36 @@ build_image() {
         "$@" "$out" >&2
 }
 
-# The agent inside the image must be byte-identical to the build and still run (an unstripped binary).
+# The agent inside the image must be byte-identical to the build and still run (an unstripped binary);
+# the image has the after-unlock unit (required by initrd.target), env and dmsetup for it.
 check_image_binary() {
-    local img=$1 x="$S/from-image"
+    local img=$1 x="$S/from-image" list
     lsinitrd "$img" -f usr/bin/cvm-unlock > "$x" 2>/dev/null
     cmp -s "$x" "$PKGROOT/usr/bin/cvm-unlock" || { log "the binary in $img differs from the build"; return 1; }
     chmod +x "$x" && "$x" --version | grep -q '^cvm-unlock ' || { log "the binary in $img does not run --version"; return 1; }
+    list=$(lsinitrd "$img" 2>/dev/null)
+    grep -q 'initrd.target.requires/cvm-unlock-after.service' <<< "$list" || { log "$img: after-unlock is not required by initrd.target"; return 1; }
+    grep -qE ' usr/(s?bin)/dmsetup$' <<< "$list" && grep -qE ' usr/bin/env$' <<< "$list" || { log "$img: no dmsetup or env"; return 1; }
+}
+
+# A real guest's kernel (Debian's generic one; the cloud kernel the boots use has no TEE drivers): its
+# TEE guest modules, unpacked into $1 with modules.dep, for an image that is only inspected, not booted.
+prepare_guest_kernel() {
+    local cache=${E2E_CACHE:-/var/cache/cvm-unlock-e2e} pkg
+    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+    [ -n "$pkg" ] || { log "no linux-image-amd64 in the apt lists"; return 1; }
+    GROOT="$cache/$pkg-tee"
+    if [ ! -f "$GROOT/.ready" ]; then
+        rm -rf "$GROOT" && mkdir -p "$GROOT/deb" && chmod 755 "$cache" "$GROOT" "$GROOT/deb"
+        (cd "$GROOT/deb" && apt-get download -q "$pkg" >&2)
+        dpkg-deb -x "$GROOT"/deb/*.deb "$GROOT"
+        rm -rf "$GROOT/deb" "$GROOT/boot"
+        GVER=$(ls "$GROOT/lib/modules")
+        (cd "$GROOT/lib/modules/$GVER" && find kernel -name '*.ko*' | grep -v -E '^kernel/(drivers/virt/|drivers/virtio/|drivers/block/virtio_blk|drivers/net/(virtio_net|net_failover)|net/core/failover|drivers/md/|crypto/|arch/x86/crypto/|lib/)' | xargs rm -f)
+        depmod -b "$GROOT" "$GVER"
+        touch "$GROOT/.ready"
+    fi
+    GVER=$(ls "$GROOT/lib/modules")
 }
 
 # A vTPM for the guest: swtpm state made once per run (sha256 bank only: OVMF hashes the UKI per bank).
@@ -205,7 +237,7 @@ check_vtpm_image() {
     done
     lsinitrd "$1" -f etc/crypttab 2>/dev/null | grep -q 'tpm2-device=auto,tries=2' || { log "$1: crypttab without tpm2-device=auto"; return 1; }
     unit=$(lsinitrd "$1" -f usr/lib/systemd/system/cvm-unlock.service 2>/dev/null)
-    grep -q '^ExecStart=/usr/bin/cvm-unlock unlock' <<< "$unit" || { log "$1: no agent unit"; return 1; }
+    grep -q '^ExecStart=/usr/bin/env -i PATH=[^ ]* /usr/bin/cvm-unlock unlock' <<< "$unit" || { log "$1: no agent unit started through env -i"; return 1; }
     if grep -q '^Before=.*cryptsetup' <<< "$unit"; then log "$1: the agent is ordered before systemd-cryptsetup"; return 1; fi
 }
 

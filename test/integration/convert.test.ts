@@ -5,17 +5,21 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { convertDevice } from "../../src/flow/convert.js";
+import { pinnedStorageKey } from "../../src/tpm/keys.js";
 import { Logger, memorySink } from "../../src/log/logger.js";
 import { parseLuks2 } from "../../src/luks/header.js";
 import { Tpm } from "../../src/tpm/commands.js";
 import { swtpmTransport } from "../../src/tpm/transport.js";
 import { BIN, requireBin } from "../helpers/bin.js";
-import { fixtureText, headerFile } from "../helpers/fixtures.js";
+import { FIXTURES, fixtureBytes, fixtureText, headerFile } from "../helpers/fixtures.js";
 import { pluginUnlocks } from "../helpers/plugin.js";
 import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
 
 let sw: Swtpm;
 const extend = Buffer.from(JSON.parse(fixtureText("pcr.json")).extend[0], "hex");
+/** The storage key the owner pinned: the fixture state's SRK (RHEL template), as `debug tpm --srk-out` writes it. */
+const SRK_FILE = `${FIXTURES}/tpm2-import/srk.pub`;
+const srk = pinnedStorageKey(new Uint8Array(fixtureBytes("tpm2-import/srk.pub")), "srk.pub");
 const secretHex = (set: string) => fixtureText(`${set}/tpm2-secret.hex`).trim();
 
 /** swtpm serves one client at a time: connect per operation, so the shim and the binary can get in. */
@@ -40,7 +44,7 @@ afterAll(async () => {
 
 const header = (f: string) => parseLuks2(new Uint8Array(readFileSync(f)));
 const types = (f: string) => header(f).tokens.map((t) => t.type);
-const run = (f: string) => withTpm((t) => convertDevice(f, t, { log: new Logger("info", [memorySink()]) }));
+const run = (f: string) => withTpm((t) => convertDevice(f, t, { log: new Logger("info", [memorySink()]), srk }));
 /** A variant of a fixture header with the tpm2-import token's JSON changed (written by cryptsetup). */
 function variant(set: string, change: (j: Record<string, unknown>) => void): string {
   const f = headerFile(set);
@@ -108,7 +112,7 @@ describe("convert (swtpm, cryptsetup, systemd 252's plugin)", () => {
     const other = kind === "pcr" ? await startSwtpm() : undefined; // a TPM whose PCR 7 was never extended
     const port = other?.port ?? sw.port;
     try {
-      const e = await withTpm((t) => convertDevice(f, t, { log: new Logger("info", []) }), port).then(() => undefined, (x) => x);
+      const e = await withTpm((t) => convertDevice(f, t, { log: new Logger("info", []), srk }), port).then(() => undefined, (x) => x);
       expect(e?.code, String(e)).toBe(code);
       expect(e.message).toMatch(msg);
       expect(Buffer.from(bytes(f)).equals(Buffer.from(before))).toBe(true);
@@ -130,7 +134,7 @@ describe("convert (swtpm, cryptsetup, systemd 252's plugin)", () => {
   it.each(["unsealed", "proved", "token-added", "token-removed"])("power loss after %s: still unlocks one way or another, the next run completes", async (step) => {
     const f = headerFile("tpm2-import");
     const spec = `swtpm:host=127.0.0.1,port=${sw.port}`;
-    const killed = spawnSync(BIN, ["convert", "--device", f, "--tpm-device", spec, "--fault-at", step, "--run-dir", `${f}.run`], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+    const killed = spawnSync(BIN, ["convert", "--device", f, "--tpm-device", spec, "--srk", SRK_FILE, "--fault-at", step, "--run-dir", `${f}.run`], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
     expect(killed.signal).toBe("SIGKILL");
     // The kernel's resource manager flushes a dead process's objects and sessions; swtpm has none, so do it here.
     await withTpm(async (t) => {
@@ -140,7 +144,7 @@ describe("convert (swtpm, cryptsetup, systemd 252's plugin)", () => {
     // a working token remains: the untouched tpm2-import token, or a systemd-tpm2 token the plugin opens
     expect(t.includes("tpm2-import") || pluginUnlocks(f, sw.port)).toBe(true);
     if (step === "token-added") expect(t.sort()).toEqual(["systemd-tpm2", "tpm2-import"]);
-    const again = spawnSync(BIN, ["convert", "--device", f, "--tpm-device", spec, "--json", "--run-dir", `${f}.run`], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+    const again = spawnSync(BIN, ["convert", "--device", f, "--tpm-device", spec, "--srk", SRK_FILE, "--json", "--run-dir", `${f}.run`], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
     expect(again.status, again.stderr).toBe(0);
     expect(types(f)).toEqual(["systemd-tpm2"]);
     expect(pluginUnlocks(f, sw.port)).toBe(true);
@@ -166,7 +170,7 @@ describe("the secret on the TPM interface", () => {
         },
         close: () => inner.close(),
       });
-      return convertDevice(f, recording, { log: new Logger("info", []) });
+      return convertDevice(f, recording, { log: new Logger("info", []), srk });
     });
     expect(r.converted).toHaveLength(1);
     expect(wire.length).toBeGreaterThan(20);
@@ -178,11 +182,66 @@ describe("the secret on the TPM interface", () => {
   });
 });
 
+describe("the vTPM transport is untrusted: sessions are salted to the pinned storage key", () => {
+  /** A proxy between the agent and swtpm that swaps the RSA storage primary for one of its own: it rewrites
+   *  CreatePrimary's template (a unique of its choosing), so the real TPM answers with another key. A
+   *  session salted to the returned key would be salted to the proxy's. */
+  function substitutingProxy(inner: Tpm["transport"], wire: Uint8Array[]): Tpm {
+    return new Tpm({
+      name: inner.name,
+      send: async (cmd) => {
+        const dv = new DataView(cmd.buffer, cmd.byteOffset, cmd.byteLength);
+        if (dv.getUint32(6) === 0x131 && dv.getUint16(35) === 0x0001 && dv.getUint16(cmd.length - 8) === 0) {
+          const own = new Uint8Array(cmd.length + 4);
+          own.set(cmd.subarray(0, cmd.length - 8));
+          own.set([0, 4, 0x68, 0x6f, 0x73, 0x74], cmd.length - 8); // unique = "host"
+          own.set(cmd.subarray(cmd.length - 6), cmd.length - 2);
+          const odv = new DataView(own.buffer);
+          odv.setUint32(2, own.length);
+          odv.setUint16(33, dv.getUint16(33) + 4);
+          cmd = own;
+        }
+        wire.push(cmd);
+        return inner.send(cmd);
+      },
+      close: () => inner.close(),
+    });
+  }
+
+  it("a substituted primary: typed TPM error (Name mismatch), nothing unsealed, the header byte-identical", async () => {
+    const f = headerFile("tpm2-import");
+    const before = bytes(f);
+    const wire: Uint8Array[] = [];
+    const e = await withTpm((t) => convertDevice(f, substitutingProxy(t.transport, wire), { log: new Logger("info", []), srk })).then(() => undefined, (x) => x);
+    expect(e).toMatchObject({ code: "TPM", details: { reason: "srk-mismatch" } });
+    expect((e as Error).message).toMatch(/not the pinned .*substituted it.*nothing is unsealed/);
+    expect(wire.some((c) => new DataView(c.buffer, c.byteOffset).getUint32(6) === 0x131)).toBe(true); // the proxy did act
+    expect(wire.some((c) => new DataView(c.buffer, c.byteOffset).getUint32(6) === 0x15e)).toBe(false); // no Unseal
+    expect(Buffer.from(bytes(f)).equals(Buffer.from(before))).toBe(true);
+    expect(await loaded()).toEqual([]);
+  });
+
+  it("no pin: nothing is unsealed, and the error says where the pin comes from", async () => {
+    const f = headerFile("tpm2-import");
+    const before = bytes(f);
+    const e = await withTpm((t) => convertDevice(f, t, { log: new Logger("info", []), srk: undefined })).then(() => undefined, (x) => x);
+    expect(e).toMatchObject({ code: "TPM", details: { reason: "no-pinned-srk" } });
+    expect((e as Error).message).toContain("debug tpm --srk-out");
+    expect(Buffer.from(bytes(f)).equals(Buffer.from(before))).toBe(true);
+  });
+
+  it("a pin that is not an RSA storage key's TPM2B_PUBLIC is a config error", () => {
+    const r = spawnSync(BIN, ["convert", "--device", headerFile("tpm2-import"), "--srk", `${FIXTURES}/pcr.json`], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+    expect(r.status).toBe(8);
+    expect(r.stderr).toMatch(/--srk .*pcr\.json: not a TPM2B_PUBLIC/);
+  });
+});
+
 describe("convert with a config (the config's volumes, waited for, as an admin runs it on a booted system)", () => {
   const env = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" };
   const configFor = (devices: string[], tpm: string) => {
     const f = `${headerFile("systemd-tpm2")}.config.json`;
-    writeFileSync(f, JSON.stringify({ deadline_s: 2, tpm: { device: tpm, tokens: true }, volumes: devices.map((d, i) => ({ name: `v${i}`, device: d })) }));
+    writeFileSync(f, JSON.stringify({ deadline_s: 2, tpm: { device: tpm, tokens: true, srk: SRK_FILE }, volumes: devices.map((d, i) => ({ name: `v${i}`, device: d })) }));
     return f;
   };
   const boot = (cfg: string) => spawnSync(BIN, ["convert", "--config", cfg, "--cmdline", "/dev/null", "--json", "--run-dir", `${cfg}.run`], { encoding: "utf8", env });

@@ -35,7 +35,7 @@ function sealed(opts: { set?: string; value?: string; unique?: boolean; existing
   const r = spawnSync(BIN, args, { input: opts.existing ?? "owner-recovery", encoding: "utf8", env });
   return { img, dir, r, json: JSON.parse(r.stdout.trim().split("\n").pop() || "{}") };
 }
-const convert = (img: string) => spawnSync(BIN, ["convert", "--device", img, "--tpm-device", `swtpm:host=127.0.0.1,port=${sw.port}`, "--json", "--run-dir", `${img}.run`], { encoding: "utf8", env });
+const convert = (img: string) => spawnSync(BIN, ["convert", "--device", img, "--tpm-device", `swtpm:host=127.0.0.1,port=${sw.port}`, "--srk", join(FIXTURES, "tpm2-import/srk.pub"), "--json", "--run-dir", `${img}.run`], { encoding: "utf8", env });
 
 describe("seal (owner side) → convert (guest) → systemd 252 unlocks", () => {
   it("our converter accepts the sealed token; systemd's plugin unlocks the result", () => {

@@ -16,7 +16,7 @@ import { startBroker, type RunningBroker } from "../../tools/dev-broker/server.j
 import { memoryStore } from "../../tools/dev-broker/store.js";
 import { askFile, listen } from "../helpers/askpass.js";
 import { tempDir } from "../helpers/bin.js";
-import { fixtureText, headerFile } from "../helpers/fixtures.js";
+import { fixtureBytes, fixtureText, headerFile } from "../helpers/fixtures.js";
 import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
 import { runUnlockWith } from "../helpers/unlock-harness.js";
 
@@ -43,7 +43,7 @@ afterAll(async () => {
 const config = (device: string, spec: string, resource?: string) => ({
   ...(resource ? { broker: { url: broker.url, insecure_http: true }, tee: { allow_simulated: true } } : {}),
   deadline_s: 20,
-  tpm: { device: spec, tokens: true },
+  tpm: { device: spec, tokens: true, srk: Buffer.from(fixtureBytes("tpm2-import/srk.pub")).toString("base64") },
   volumes: [{ name: "root", device, ...(resource ? { resource } : {}) }],
 });
 
