@@ -1,5 +1,7 @@
 // Binary layouts as data: a table of fields (offset, type) drives both parse and encode, so one
 // round-trip test covers both directions. Bytes not covered by a field are reserved and must be zero.
+import { CvmError } from "../errors.js";
+
 export type FieldType = "u8" | "u16" | "u32" | "u64" | { bytes: number };
 
 export interface Field {
@@ -17,12 +19,14 @@ export interface Layout {
 export type Value = number | bigint | Uint8Array;
 export type Parsed = Record<string, Value>;
 
-export class LayoutError extends Error {
+/** Report or quote bytes (from the host, the firmware or a file) that do not fit their layout: a TEE error
+ *  (exit 7), never INTERNAL. */
+export class LayoutError extends CvmError {
   constructor(
     readonly layout: string,
     message: string,
   ) {
-    super(`${layout}: ${message}`);
+    super("TEE", `${layout}: ${message}`, { reason: "malformed", layout });
     this.name = "LayoutError";
   }
 }

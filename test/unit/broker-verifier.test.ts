@@ -5,6 +5,10 @@ import { describe, expect, it } from "vitest";
 import { snpEvidenceJson } from "../../src/tee/snp/evidence.js";
 import { encodeCertTable, guidOf, parseCertTable, parseReport } from "../../src/tee/snp/layout.js";
 import { verifyEvidence } from "../../tools/dev-broker/verifier.js";
+import { releaseRefusal } from "../../tools/dev-broker/server.js";
+import { quoteFromJson } from "../../src/tee/tdx/evidence.js";
+import { validateTdx } from "../../src/tee/verify/policy.js";
+import { hex } from "../../src/tee/layout.js";
 import { vbytes, vjson } from "../helpers/vectors.js";
 
 const snpReport = parseReport(vbytes("snp/snp-03-turin-v5.report.bin"));
@@ -57,5 +61,25 @@ describe("dev broker evidence checks", () => {
     expect(denied.ok === false && denied.reasons.join()).toMatch(/debug TD/);
     const allowed = await verifyEvidence("tdx", ev, rd, { tdx: { allow_debug: true } }, tdxNow);
     expect(allowed.ok, JSON.stringify(allowed)).toBe(true);
+  });
+});
+
+describe("release policy outside dev mode", () => {
+  const base = { policy: { allowTees: ["snp", "tdx", "sample"], denyAll: false }, dev: false };
+  it("refuses a release whose policy does not pin the boot chain", () => {
+    expect(releaseRefusal("snp", base)).toMatch(/missing snp\.measurements/);
+    expect(releaseRefusal("tdx", base)).toMatch(/missing tdx\.mr_td, tdx\.rtmrs\.1, tdx\.rtmrs\.2/);
+    expect(releaseRefusal("tdx", { ...base, policy: { ...base.policy, tee: { tdx: { mr_td: ["aa"], rtmrs: { "1": ["bb"] } } } } })).toMatch(/missing tdx\.rtmrs\.2$/);
+    expect(releaseRefusal("sample", base)).toMatch(/only in dev mode/);
+    expect(releaseRefusal("snp", { ...base, policy: { ...base.policy, tee: { snp: { measurements: ["aa"] } } } })).toBeUndefined();
+    expect(releaseRefusal("snp", { ...base, dev: true })).toBeUndefined();
+    expect(releaseRefusal("snp", { ...base, policy: { ...base.policy, denyAll: true, tee: { snp: { measurements: ["aa"] } } } })).toMatch(/deny-all/);
+  });
+
+  it("checks RTMRs against the policy (tdx-03 vector)", () => {
+    const q = quoteFromJson(tdxEv);
+    const rtmr1 = hex(q.body.rtmr1 as Uint8Array);
+    expect(validateTdx(q, { rtmrs: { "1": [rtmr1] } })).toEqual([]);
+    expect(validateTdx(q, { rtmrs: { "1": [rtmr1], "2": ["00".repeat(48)] } })).toEqual([`RTMR2 ${hex(q.body.rtmr2 as Uint8Array)} is not an expected one`]);
   });
 });

@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { asCvmError, CvmError, ERROR_CODES, exitCodeTable } from "../../src/errors.js";
+import { LayoutError } from "../../src/tee/layout.js";
+import { DerError } from "../../src/tee/verify/der.js";
+import { TpmFormatError } from "../../src/tpm/marshal.js";
 
 describe("errors", () => {
   it("gives every code its own non-zero exit code", () => {
@@ -15,5 +18,10 @@ describe("errors", () => {
     expect(w.code).toBe("INTERNAL");
     expect(w.exitCode).toBe(1);
     expect(w.message).toBe("boom");
+  });
+  it("gives malformed host and firmware bytes the TEE and TPM exit codes, not INTERNAL", () => {
+    expect(asCvmError(new LayoutError("SNP report", "truncated"))).toMatchObject({ code: "TEE", exitCode: 7, details: { reason: "malformed" } });
+    expect(asCvmError(new DerError("truncated header"))).toMatchObject({ code: "TEE", exitCode: 7 });
+    expect(asCvmError(new TpmFormatError("short read"))).toMatchObject({ code: "TPM", exitCode: 8 });
   });
 });

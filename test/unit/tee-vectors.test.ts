@@ -7,7 +7,8 @@ import { encodeCertTable, encodeReport, guidOf, parseCertTable, parseReport } fr
 import { parseQuote, parseTdReport } from "../../src/tee/tdx/layout.js";
 import { pemBlocks } from "../../src/tee/verify/der.js";
 import { verifySnp } from "../../src/tee/verify/snp.js";
-import { verifyTdx } from "../../src/tee/verify/tdx.js";
+import { isCa, verifyTdx } from "../../src/tee/verify/tdx.js";
+import { asCvmError } from "../../src/errors.js";
 import { parseCertificate } from "../../src/tee/verify/x509.js";
 import { QUOTE_VECTORS, SNP_VECTORS, validMoment, vbytes, vjson } from "../helpers/vectors.js";
 
@@ -144,8 +145,27 @@ describe.each(QUOTE_VECTORS)("TDX vector %s", (id) => {
     expect((await verifyTdx(q2, quoteNow(q2))).v.firstFailure?.reason).toBe("signature");
   });
 
-  it("truncation anywhere is a typed layout error", () => {
+  it("truncation anywhere is a typed layout error (a TEE error, exit 7)", () => {
     for (const n of [10, 47, 600, q0len(bin) - 1]) expect(() => parseQuote(bin.subarray(0, n))).toThrow(LayoutError);
+    try {
+      parseQuote(bin.subarray(0, 47));
+    } catch (e) {
+      expect(asCvmError(e)).toMatchObject({ code: "TEE", exitCode: 7 });
+    }
+  });
+
+  it("checks the QE's identity (Intel's MRSIGNER, the TD QE) and the chain's basicConstraints", async () => {
+    const q = parseQuote(bin);
+    const res = await verifyTdx(q, quoteNow(q));
+    const names = res.v.checks.map((c) => c.name);
+    expect(names).toEqual(expect.arrayContaining(["QE is Intel's", "QE is the TD quoting enclave", `${res.chain[0]!.subjectCn} is not a CA`, `${res.chain[1]!.subjectCn} is a CA`]));
+    // another enclave's report (the QE fields as the verifier sees them): refused with the reason
+    const other = { ...q, qeReport: { ...q.qeReport, isv_prod_id: 1 } };
+    expect((await verifyTdx(other, quoteNow(q))).v.checks.find((c) => !c.ok)).toMatchObject({ name: "QE is the TD quoting enclave", reason: "qe-identity" });
+    const signer = { ...q, qeReport: { ...q.qeReport, mr_signer: new Uint8Array(32) } };
+    expect((await verifyTdx(signer, quoteNow(q))).v.checks.find((c) => !c.ok)).toMatchObject({ name: "QE is Intel's", reason: "qe-identity" });
+    expect(isCa(res.chain[0]!)).toBe(false);
+    expect(isCa(res.chain[res.chain.length - 1]!)).toBe(true);
   });
 });
 

@@ -18,11 +18,13 @@ commands:
   serve --state DIR [flags]            serve the KBS API
       --listen HOST:PORT               default 127.0.0.1:8080 (port 0 = any free port)
       --insecure-http                  plain http instead of TLS with DIR's certificate
-      --dev                            accept the simulated TEE (sample); refused otherwise
+      --dev                            accept the simulated TEE (sample) and release without a policy;
+                                       otherwise a release needs --policy pinning the boot chain (SNP: the
+                                       launch digest; TDX: MRTD and RTMR 1, 2)
       --allow-tee T,...                TEEs whose evidence may get resources (default snp,tdx; --dev adds sample)
       --deny-all                       refuse every release (PolicyDeny)
       --policy FILE                    JSON: {"snp":{"measurements":[hex],"min_tcb":{…},"allow_debug":false},
-                                              "tdx":{"mr_td":[hex],"allow_debug":false}}
+                                              "tdx":{"mr_td":[hex],"rtmrs":{"1":[hex],"2":[hex]},"allow_debug":false}}
       --admin-insecure                 allow unauthenticated resource POST/DELETE over HTTP
       --ready-file FILE                write the URL to FILE once listening
 `;

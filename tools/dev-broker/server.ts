@@ -10,7 +10,7 @@ import { jcs } from "../../src/jose/jcs.js";
 import { encryptJwe } from "../../src/jose/jwe-encrypt.js";
 import { cookieHeader, DETAIL, earClaims, errorBody, makeNonce, makeSessionId, TEES, TokenSigner, type KbsErrorKind } from "./protocol.js";
 import type { ResourceStore } from "./store.js";
-import type { TeePolicy } from "../../src/tee/verify/policy.js";
+import { requiredPolicyGaps, type TeePolicy } from "../../src/tee/verify/policy.js";
 import { verifyEvidence } from "./verifier.js";
 
 export interface Policy {
@@ -130,7 +130,11 @@ export function createBroker(opts: BrokerOptions): Server & { stats: RunningBrok
       }
       const annotated = (claims.submods as any)?.cpu0?.["ear.veraison.annotated-evidence"] ?? {};
       const tee = Object.keys(annotated).find((k) => TEES.includes(k)) ?? "";
-      if (opts.policy.denyAll || !opts.policy.allowTees.includes(tee) || (tee === "sample" && !opts.dev)) return fail("PolicyDeny", DETAIL.policyDeny);
+      const refusal = releaseRefusal(tee, opts);
+      if (refusal) {
+        log(`resource: ${refusal}`);
+        return fail("PolicyDeny", DETAIL.policyDeny);
+      }
       if (path.length !== 3 || !path.every((p) => SEGMENT.test(p))) return fail("PluginInternalError", DETAIL.pluginInternal);
       const value = opts.store.get(path.join("/"));
       if (!value) return fail("PluginInternalError", DETAIL.pluginInternal);
@@ -190,6 +194,17 @@ export function createBroker(opts: BrokerOptions): Server & { stats: RunningBrok
       res.end();
     });
   }
+}
+
+/** Why a release to evidence of this TEE is refused, or undefined: deny-all, a TEE not allowed, the simulated
+ *  TEE outside dev mode, or (outside dev mode) a policy that does not pin the boot chain. */
+export function releaseRefusal(tee: string, opts: Pick<BrokerOptions, "policy" | "dev">): string | undefined {
+  if (opts.policy.denyAll) return "every release is refused (--deny-all)";
+  if (!opts.policy.allowTees.includes(tee)) return `TEE ${JSON.stringify(tee)} is not allowed`;
+  if (tee === "sample" && !opts.dev) return "the simulated TEE is accepted only in dev mode";
+  const gaps = opts.dev ? [] : requiredPolicyGaps(tee, opts.policy.tee ?? {});
+  if (gaps.length > 0) return `no release without a policy that pins the boot chain: missing ${gaps.join(", ")}`;
+  return undefined;
 }
 
 /** JWE to the attested tee-pubkey: EC P-256 ECDH-ES+A256KW, or RSA-OAEP-256, as Trustee. Undefined = JweError. */

@@ -1,8 +1,11 @@
 // A minimal DER reader: enough X.509 to verify AMD and Intel certificate chains and to read AMD's private
 // extensions (which crypto.X509Certificate does not decode). Every read is bounds-checked.
-export class DerError extends Error {
+import { CvmError } from "../../errors.js";
+
+/** A certificate or signature from the host or firmware that is not valid DER: a TEE error (exit 7). */
+export class DerError extends CvmError {
   constructor(message: string) {
-    super(`DER: ${message}`);
+    super("TEE", `DER: ${message}`, { reason: "malformed" });
     this.name = "DerError";
   }
 }
