@@ -10,6 +10,7 @@ import { snpEvidenceJson } from "./snp/evidence.js";
 import { snpExtReport } from "./snp/ioctl.js";
 import { parseCertTable, parseReport, type CertEntry } from "./snp/layout.js";
 import { tdxEvidenceJson } from "./tdx/evidence.js";
+import { CCEL_PATH, readCcel } from "../measured-boot/ccel.js";
 import { parseQuote } from "./tdx/layout.js";
 import { realTsmFs, TSM_ROOT, tsmAvailable, tsmReport, type TsmFs } from "./tsm.js";
 import { amdExtensions, productOfName } from "./verify/snp.js";
@@ -21,6 +22,8 @@ export interface ProviderEnv {
   vmpl: number;
   root?: string;
   tsm?: { fs: TsmFs; root: string };
+  /** The TDX CC event log (default /sys/firmware/acpi/tables/data/CCEL under root). */
+  ccelPath?: string;
 }
 
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
@@ -55,7 +58,8 @@ export function tsmProvider(env: ProviderEnv, kind: "snp" | "tdx"): EvidenceProv
       if (kind === "snp") return snpEvidence(out.outblob, out.auxblob, rd, env.log);
       const q = parseQuote(out.outblob);
       if (!sameBytes(q.body.report_data as Uint8Array, rd)) throw new CvmError("TEE", "TDX quote does not carry the REPORT_DATA we asked for");
-      return tdxEvidenceJson(q);
+      // The CCEL lets the broker see what RTMR0..3 hold (firmware, kernel, command line, initrd).
+      return tdxEvidenceJson(q, readCcel(env.ccelPath ?? `${env.root ?? ""}${CCEL_PATH}`));
     },
   };
 }

@@ -6,6 +6,9 @@ import { snpEvidenceJson } from "../../src/tee/snp/evidence.js";
 import { encodeCertTable, guidOf, parseCertTable, parseReport } from "../../src/tee/snp/layout.js";
 import { verifyEvidence } from "../../tools/dev-broker/verifier.js";
 import { releaseRefusal } from "../../tools/dev-broker/server.js";
+import { replayCcel } from "../../tools/dev-broker/verifier.js";
+import { trimCcel } from "../../src/measured-boot/ccel.js";
+import { ccel } from "../helpers/ccel.js";
 import { quoteFromJson } from "../../src/tee/tdx/evidence.js";
 import { validateTdx } from "../../src/tee/verify/policy.js";
 import { hex } from "../../src/tee/layout.js";
@@ -81,5 +84,19 @@ describe("release policy outside dev mode", () => {
     const rtmr1 = hex(q.body.rtmr1 as Uint8Array);
     expect(validateTdx(q, { rtmrs: { "1": [rtmr1] } })).toEqual([]);
     expect(validateTdx(q, { rtmrs: { "1": [rtmr1], "2": ["00".repeat(48)] } })).toEqual([`RTMR2 ${hex(q.body.rtmr2 as Uint8Array)} is not an expected one`]);
+  });
+});
+
+describe("the dev broker replays a TDX CC event log against the quote", () => {
+  it("a log that does not replay to the quote's RTMRs is refused; a garbled one too; none is allowed", async () => {
+    const q = quoteFromJson(tdxEv);
+    const log = Buffer.from(trimCcel(ccel([{ mr: 2, data: "the host's kernel" }]))).toString("base64");
+    expect(replayCcel(log, q)).toEqual(expect.arrayContaining(["the CC event log does not replay to the quote's RTMR1"]));
+    expect(replayCcel("@@", q)).toEqual(["cc_eventlog is not standard base64"]);
+    expect(replayCcel(Buffer.from("garbage that is no event log at all, 40 bytes").toString("base64"), q)[0]).toMatch(/^cc_eventlog: event log: /);
+    expect(replayCcel(null, q)).toEqual([]);
+    const v = await verifyEvidence("tdx", { ...tdxEv, cc_eventlog: log }, tdxDigest, {}, tdxNow);
+    expect(v.ok).toBe(false);
+    if (!v.ok) expect(v.reasons.join("; ")).toMatch(/does not replay to the quote's RTMR1/);
   });
 });

@@ -16,8 +16,11 @@ import { resetSpacing, snpExtReport } from "../../src/tee/snp/ioctl.js";
 import { encodeCertTable, guidOf } from "../../src/tee/snp/layout.js";
 import { EXT_REPORT_REQ, GUEST_REQUEST, INVALID_LEN, REPORT_RESP_HEADER, SNP_GET_EXT_REPORT } from "../../src/tee/snp/linuxabi.js";
 import { quoteFromJson } from "../../src/tee/tdx/evidence.js";
+import { trimCcel } from "../../src/measured-boot/ccel.js";
+import { ccel } from "../helpers/ccel.js";
 import { realTsmFs, tsmReport, type TsmFs } from "../../src/tee/tsm.js";
 import { vbytes } from "../helpers/vectors.js";
+import { tempDir } from "../helpers/bin.js";
 
 const log = () => new Logger("debug", [memorySink()]);
 const report = vbytes("snp/snp-01-milan-v2.report.bin"); // REPORT_DATA 01 02 03 04 05, zeros
@@ -186,6 +189,19 @@ describe("configfs-tsm provider (kernel-like temp tree)", () => {
     expect(ev.cc_eventlog).toBeNull();
     expect(Buffer.from(ev.quote, "base64").length).toBe(quote.length - 70);
     await expect(p.evidence(new Uint8Array(48))).rejects.toThrow(/does not carry the REPORT_DATA/);
+  });
+
+  it("TDX: the guest's CCEL goes along as cc_eventlog, trimmed to its events", async () => {
+    const quote = vbytes("tdx/tdx-03-quote-v4-sha384-reportdata.bin");
+    const rd = quoteFromJson({ quote: Buffer.from(quote).toString("base64") }).body.report_data as Uint8Array;
+    const dir = tempDir("ccel-");
+    const area = ccel([{ mr: 2, data: "kernel" }, { mr: 3, data: "cmdline" }]);
+    writeFileSync(join(dir, "CCEL"), area);
+    const p = tsmProvider({ native: async () => new FakeNative(), log: log(), vmpl: 0, tsm: fakeTsm(quote, "tdx_guest"), ccelPath: join(dir, "CCEL") }, "tdx");
+    const ev = (await p.evidence(rd.slice(0, 48))) as any;
+    const sent = new Uint8Array(Buffer.from(ev.cc_eventlog, "base64"));
+    expect(sent).toEqual(trimCcel(area));
+    expect(sent.length).toBeLessThan(area.length);
   });
 
   it("a provider mismatch and no provider at all are TEE errors", async () => {

@@ -4,6 +4,8 @@
 import { hex } from "../../src/tee/layout.js";
 import { snpReportFromJson } from "../../src/tee/snp/evidence.js";
 import { quoteFromJson } from "../../src/tee/tdx/evidence.js";
+import type { Quote } from "../../src/tee/tdx/layout.js";
+import { ccelRtmrs } from "../../src/measured-boot/ccel.js";
 import { validateSnp, validateTdx, type TeePolicy } from "../../src/tee/verify/policy.js";
 import { verifySnp } from "../../src/tee/verify/snp.js";
 import { verifyTdx } from "../../src/tee/verify/tdx.js";
@@ -15,6 +17,20 @@ const bound = (rd: Uint8Array, digest: Uint8Array) => {
   want.set(digest.subarray(0, 64));
   return rd.length === 64 && rd.every((b, i) => b === want[i]);
 };
+
+/** The CC event log, when sent, must replay to the quote's RTMR0..3 (Trustee does the same); absent is
+ *  allowed (Trustee warns), since the RTMR policy alone decides. */
+export function replayCcel(ccel: unknown, q: Quote): string[] {
+  if (ccel === null || ccel === undefined) return [];
+  if (typeof ccel !== "string" || !/^[A-Za-z0-9+/]*={0,2}$/.test(ccel)) return ["cc_eventlog is not standard base64"];
+  let rtmrs: Uint8Array[];
+  try {
+    rtmrs = ccelRtmrs(new Uint8Array(Buffer.from(ccel, "base64")));
+  } catch (e) {
+    return [`cc_eventlog: ${(e as Error).message}`];
+  }
+  return rtmrs.flatMap((r, i) => (hex(r) === hex(q.body[`rtmr${i}`] as Uint8Array) ? [] : [`the CC event log does not replay to the quote's RTMR${i}`]));
+}
 
 export async function verifyEvidence(tee: string, evidence: any, digest: Uint8Array, policy: TeePolicy, now = new Date()): Promise<Verdict> {
   try {
@@ -48,6 +64,7 @@ export async function verifyEvidence(tee: string, evidence: any, digest: Uint8Ar
       const res = await verifyTdx(q, now);
       const reasons = res.v.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
       if (!bound(q.body.report_data as Uint8Array, digest)) reasons.push("REPORT_DATA does not bind the nonce and key");
+      reasons.push(...replayCcel(evidence?.cc_eventlog, q));
       reasons.push(...validateTdx(q, policy.tdx));
       if (reasons.length > 0) return { ok: false, reasons };
       return { ok: true, claims: { quote: { body: { mr_td: hex(q.body.mr_td as Uint8Array), rtmr_0: hex(q.body.rtmr0 as Uint8Array), rtmr_1: hex(q.body.rtmr1 as Uint8Array), report_data: hex(q.body.report_data as Uint8Array) } } } };

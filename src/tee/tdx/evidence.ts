@@ -1,10 +1,11 @@
-// Trustee's `tdx` evidence: {cc_eventlog, quote} with the quote in standard base64, trimmed to its own
+// Trustee's `tdx` evidence: {cc_eventlog, quote}: the CCEL (or null) and the quote in standard base64, trimmed to its own
 // lengths (bytes after the signature data are dropped: Intel's verification library may not tolerate them).
 import { CvmError } from "../../errors.js";
 import { parseQuote, type Quote } from "./layout.js";
 
-export function tdxEvidenceJson(q: Quote): { cc_eventlog: null; quote: string } {
-  return { cc_eventlog: null, quote: Buffer.from(q.trimmed).toString("base64") };
+/** ccel: the trimmed CC event log, sent as cc_eventlog (standard base64) for the broker to replay. */
+export function tdxEvidenceJson(q: Quote, ccel?: Uint8Array): { cc_eventlog: string | null; quote: string } {
+  return { cc_eventlog: ccel ? Buffer.from(ccel).toString("base64") : null, quote: Buffer.from(q.trimmed).toString("base64") };
 }
 
 export function quoteFromJson(j: unknown): Quote {
