@@ -49,6 +49,23 @@ export const COMMANDS: Command[] = [
     load: async () => (await import("./seal.js")).seal,
   },
   {
+    name: "measure snp",
+    summary: "the SEV-SNP launch digest for OVMF (+ kernel, initrd, command line: measured direct boot), vCPU count and type — for the broker's policy",
+    flags: [
+      { name: "ovmf", value: "FILE", help: "the OVMF image (the AmdSev build, for measured direct boot)" },
+      { name: "kernel", value: "FILE", help: "the kernel QEMU loads with -kernel (its SHA-256 goes into the kernel-hashes page)" },
+      { name: "initrd", value: "FILE", help: "the initrd (-initrd)" },
+      { name: "append", value: "CMDLINE", help: "the kernel command line (-append)" },
+      { name: "vcpus", value: "N", help: "vCPU count (default 1)" },
+      { name: "vcpu-type", value: "NAME", help: "QEMU CPU model, e.g. EPYC-v4, EPYC-Milan, EPYC-Genoa" },
+      { name: "vcpu-sig", value: "N", help: "or the CPUID signature itself" },
+      { name: "guest-features", value: "N", help: "SEV_FEATURES of the VMSAs (default 0x1; 0x21 with DebugSwap)" },
+      { name: "vmm", value: "qemu|ec2|gce", help: "the VMM's reset state (default qemu)" },
+      JSON_FLAG,
+    ],
+    load: async () => (await import("./measure.js")).measureSnp,
+  },
+  {
     name: "debug config",
     summary: "validate the config, apply the kernel command line, print the result",
     flags: [...CONFIG_FLAGS, { name: "crypttab", help: "print the initramfs crypttab lines a tpm.tokens image needs (used by the dracut module)" }, JSON_FLAG],
