@@ -25,6 +25,9 @@ export interface Crypto {
   primary: number;
   primaryName: Uint8Array;
   session: EncryptSession;
+  /** The RHEL SRK (the pinned key's TPM copy), still loaded: the first caller takes it over (and flushes
+   *  it), so a token wrapped to it is imported without creating the RSA primary a second time. */
+  takeSrk(): number | undefined;
 }
 
 /**
@@ -37,22 +40,29 @@ export async function withEncryption<T>(tpm: Tpm, pinned: TpmtPublic | undefined
   if (!pinned) throw new CvmError("TPM", "no pinned storage key (tpm.srk in the config, written by `cvm-unlock debug tpm --srk-out`): a session salted to a key the TPM transport returned could be salted to the host's; nothing is unsealed", { reason: "no-pinned-srk" });
   const want = nameOf(pinned);
   const srk = await createPrimary(tpm, rhelSrkTemplate());
+  let srkLoaded = true;
+  const dropSrk = async () => {
+    if (srkLoaded) await tpm.flush(srk.handle).catch(() => {});
+    srkLoaded = false;
+  };
   let session: EncryptSession | undefined;
+  let p: Awaited<ReturnType<typeof createPrimary>> | undefined;
   try {
     if (!equalBytes(srk.name, want) || !equalBytes(nameOf(srk.public), want)) {
       throw new CvmError("TPM", `the TPM's storage key has Name ${hex(srk.name).slice(0, 20)}…, not the pinned ${hex(want).slice(0, 20)}…: the TPM transport substituted it (or tpm.srk is another TPM's); nothing is unsealed`, { reason: "srk-mismatch" });
     }
     session = await EncryptSession.startSaltedToPinned(tpm, srk.handle, rsaStorageKey(pinned));
-  } finally {
-    await tpm.flush(srk.handle).catch(() => {}); // the salt is in; the session does not need its key again
-  }
-  let p: Awaited<ReturnType<typeof createPrimary>> | undefined;
-  try {
     p = await createPrimary(tpm, SYSTEMD_ECC_PRIMARY);
-    return await fn({ primary: p.handle, primaryName: p.name, session });
+    const takeSrk = () => {
+      if (!srkLoaded) return undefined;
+      srkLoaded = false;
+      return srk.handle;
+    };
+    return await fn({ primary: p.handle, primaryName: p.name, session, takeSrk });
   } finally {
-    await session.flush();
+    await session?.flush();
     if (p) await tpm.flush(p.handle).catch(() => {});
+    await dropSrk();
   }
 }
 
@@ -138,7 +148,11 @@ export async function unsealImportToken(tpm: Tpm, it: ImportToken, c: Crypto): P
     await tpm.flush(h).catch(() => {});
   };
   try {
-    const srk = (await createPrimary(tpm, rhelSrkTemplate(it.unique))).handle;
+    // The owner wrapped to the default SRK (no unique_dat): the pinned key, already loaded for the session.
+    // With unique_dat it is another primary: the pinned one is flushed first (swtpm holds 3 objects).
+    const pinnedSrk = c.takeSrk();
+    if (it.unique && pinnedSrk !== undefined) await tpm.flush(pinnedSrk).catch(() => {});
+    const srk = (!it.unique ? pinnedSrk : undefined) ?? (await createPrimary(tpm, rhelSrkTemplate(it.unique))).handle;
     loaded.add(srk);
     let imported: Uint8Array;
     try {
