@@ -87,6 +87,13 @@ export const debugVerify: Runner = async (ctx) => {
   const now = typeof ctx.flags.at === "string" ? new Date(ctx.flags.at) : new Date();
   if (Number.isNaN(now.getTime())) throw new CvmError("USAGE", "--at: expected an ISO 8601 time");
   const dirCerts = typeof ctx.flags.certs === "string" ? certsFromDir(ctx.flags.certs) : {};
+  const crls = typeof ctx.flags.crl === "string" ? ctx.flags.crl.split(",").filter(Boolean).map((f) => {
+    try {
+      return new Uint8Array(readFileSync(f));
+    } catch (e) {
+      throw new CvmError("USAGE", `--crl ${f}: cannot read (${(e as NodeJS.ErrnoException).code})`);
+    }
+  }) : [];
   const k = detectKind(bytes);
   let fields: Record<string, unknown>;
   let v: Verification | undefined;
@@ -99,7 +106,7 @@ export const debugVerify: Runner = async (ctx) => {
         if (k.kind === "snp-report") report = parseReport(bytes);
         else ({ report, certs } = snpReportFromJson(k.json));
         const pick = (kind: string) => certs.find((c) => c.kind === kind)?.data;
-        const res = await verifySnp(report, { endorsement: dirCerts.endorsement ?? pick("VCEK") ?? pick("VLEK"), ask: dirCerts.ask ?? pick("ASK"), ark: dirCerts.ark ?? pick("ARK") }, now);
+        const res = await verifySnp(report, { endorsement: dirCerts.endorsement ?? pick("VCEK") ?? pick("VLEK"), ask: dirCerts.ask ?? pick("ASK"), ark: dirCerts.ark ?? pick("ARK") }, now, { crls });
         fields = describeSnp(report, res.product);
         v = res.v;
         break;
@@ -108,7 +115,7 @@ export const debugVerify: Runner = async (ctx) => {
       case "trustee-tdx": {
         const q: Quote = k.kind === "tdx-quote" ? parseQuote(bytes) : quoteFromJson(k.json);
         fields = describeQuote(q);
-        v = (await verifyTdx(q, now)).v;
+        v = (await verifyTdx(q, now, { crls })).v;
         break;
       }
       case "tdreport":

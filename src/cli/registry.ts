@@ -108,6 +108,7 @@ export const COMMANDS: Command[] = [
     flags: [
       { name: "certs", value: "DIR", help: "vcek.der|vcek.pem, vlek.der|vlek.pem, ask.pem, ark.pem (snpguest's layout); AMD and Intel roots are built in" },
       { name: "at", value: "TIME", help: "check certificate validity at this ISO 8601 time (default: now)" },
+      { name: "crl", value: "FILE,…", help: "CRLs (DER) to check the chain against: AMD's for the product, Intel's root and PCK CRLs" },
       JSON_FLAG,
     ],
     load: async () => (await import("./debug-tee.js")).debugVerify,

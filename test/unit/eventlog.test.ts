@@ -2,7 +2,12 @@
 // the PCRs the TPM reported in the same boot and an independent parser's event list), and a CCEL-shaped
 // log (SHA-384, padded after its last event) built here, replayed into RTMR values.
 import { sha384 } from "@noble/hashes/sha2.js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { parseQuote } from "../../src/tee/tdx/layout.js";
+import { replayCcel } from "../../tools/dev-broker/verifier.js";
+import { ROOT } from "../helpers/bin.js";
 import { hex } from "../../src/bytes.js";
 import { EventLogError, parseEventLog, replay } from "../../src/measured-boot/eventlog.js";
 import { ccelRtmrs, trimCcel } from "../../src/measured-boot/ccel.js";
@@ -85,5 +90,27 @@ describe("TDX CCEL", () => {
     } catch (e) {
       expect((e as EventLogError).code).toBe("TEE");
     }
+  });
+});
+
+describe("a real TDX CCEL with its quote (go-tdx-guest testdata: COS 113 on TDX)", () => {
+  const dir = join(ROOT, "test/vectors/go-tdx-guest");
+  const area = new Uint8Array(readFileSync(join(dir, "ccel_data.dat")));
+  const quote = parseQuote(new Uint8Array(readFileSync(join(dir, "cos-113-tdx-quote.dat"))));
+
+  it("trims the 256 KiB ACPI area to its events and replays to the quote's RTMR0..3", () => {
+    const log = trimCcel(area);
+    expect(log.length).toBeLessThan(area.length);
+    expect(parseEventLog(log, { code: "TEE" }).events.length).toBeGreaterThan(40);
+    expect(ccelRtmrs(log).map(hex)).toEqual([0, 1, 2, 3].map((i) => hex(quote.body[`rtmr${i}`] as Uint8Array)));
+  });
+
+  it("the dev broker accepts it, and refuses it with one event's digest changed", () => {
+    const log = trimCcel(area);
+    expect(replayCcel(Buffer.from(log).toString("base64"), quote)).toEqual([]);
+    const e = parseEventLog(log, { code: "TEE" }).events.find((x) => x.pcr === 3)!;
+    const bad = log.slice();
+    bad[e.offset + 12 + 2 + 5]! ^= 1; // inside its SHA-384 digest
+    expect(replayCcel(Buffer.from(bad).toString("base64"), quote)).toEqual(["the CC event log does not replay to the quote's RTMR2"]);
   });
 });

@@ -2,7 +2,7 @@
 // first failure is the reason. Reasons are a closed set, like error codes.
 export type Reason =
   | "malformed" | "signature" | "chain" | "root-not-trusted" | "expired" | "tcb-mismatch" | "hwid-mismatch"
-  | "product-unknown" | "signer-mismatch" | "binding" | "missing-certificate" | "qe-identity";
+  | "product-unknown" | "signer-mismatch" | "binding" | "missing-certificate" | "qe-identity" | "revoked" | "crl";
 
 export interface Check {
   name: string;

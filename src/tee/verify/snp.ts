@@ -2,6 +2,7 @@
 // ECDSA P-384 signature (WebCrypto: no low-S rule, which firmware signatures would break), and the VCEK's
 // AMD extensions against the report's REPORTED_TCB and CHIP_ID. Policy (expected measurement, minimum TCB)
 // is not here: see policy.ts.
+import { checkCrls, type Crl } from "./crl.js";
 import { hex } from "../layout.js";
 import { decodeTcb, SIGNED_SIZE, signatureP1363, signingKey, type Product, type SnpReport, type Tcb } from "../snp/layout.js";
 import { children, DerError, pemBlocks, readTlv, smallInt, text } from "./der.js";
@@ -63,7 +64,8 @@ export interface SnpVerification {
   tcb?: Tcb;
 }
 
-export async function verifySnp(report: SnpReport, certs: SnpCerts, now: Date): Promise<SnpVerification> {
+/** opts.crls: AMD's CRL for the product (DER, signed by the ARK), when the caller has it. */
+export async function verifySnp(report: SnpReport, certs: SnpCerts, now: Date, opts: { crls?: (Uint8Array | Crl)[] } = {}): Promise<SnpVerification> {
   const v = new Verification();
   const signer = signingKey(report.fields.signer_info as number);
   const out: SnpVerification = { v, signer };
@@ -109,6 +111,7 @@ export async function verifySnp(report: SnpReport, certs: SnpCerts, now: Date): 
   v.check("ARK self-signed", await verifyCertSignature(ark, ark.key), "chain", "ARK signature does not verify under its own key");
   v.check(`${signer === "VLEK" ? "ASVK" : "ASK"} signed by ARK`, await verifyCertSignature(ask, ark.key), "chain", `${ask.subjectCn} is not signed by ${ark.subjectCn}`);
   v.check(`${signer} signed by ${ask.subjectCn}`, await verifyCertSignature(ek, ask.key), "chain", `${signer} (issuer ${ek.issuerCn}) is not signed by ${ask.subjectCn}`);
+  if (opts.crls?.length) await checkCrls(v, [ek, ask, ark], opts.crls, now);
   for (const c of [ark, ask, ek]) v.check(`${c.subjectCn} valid now`, validAt(c, now), "expired", `${c.subjectCn} is valid ${c.notBefore.toISOString()} to ${c.notAfter.toISOString()}, not at ${now.toISOString()}`);
 
   // The report signature over bytes 0..0x29F.

@@ -6,6 +6,7 @@
 // broker's job, not this.
 import { hex } from "../layout.js";
 import type { Quote } from "../tdx/layout.js";
+import { checkCrls, type Crl } from "./crl.js";
 import { pemBlocks } from "./der.js";
 import { Verification, validAt } from "./result.js";
 import { INTEL_SGX_ROOT_SHA256 } from "./roots.js";
@@ -33,7 +34,8 @@ async function ecdsaP256(point64: Uint8Array, sig: Uint8Array, data: Uint8Array)
   }
 }
 
-export async function verifyTdx(q: Quote, now: Date): Promise<{ v: Verification; chain: Certificate[] }> {
+/** opts.crls: Intel's root and PCK CRLs (DER), when the caller has the collateral: checked against the chain. */
+export async function verifyTdx(q: Quote, now: Date, opts: { crls?: (Uint8Array | Crl)[] } = {}): Promise<{ v: Verification; chain: Certificate[] }> {
   const v = new Verification();
   let chain: Certificate[] = [];
   try {
@@ -52,6 +54,7 @@ export async function verifyTdx(q: Quote, now: Date): Promise<{ v: Verification;
   }
   for (const c of chain.slice(1)) v.check(`${c.subjectCn} is a CA`, isCa(c), "chain", `${c.subjectCn} signs certificates but basicConstraints does not make it a CA`);
   v.check(`${leaf.subjectCn} is not a CA`, !isCa(leaf), "chain", `the PCK leaf ${leaf.subjectCn} claims to be a CA`);
+  if (opts.crls?.length) await checkCrls(v, chain, opts.crls, now);
   for (const c of chain) v.check(`${c.subjectCn} valid now`, validAt(c, now), "expired", `${c.subjectCn} is valid ${c.notBefore.toISOString()} to ${c.notAfter.toISOString()}, not at ${now.toISOString()}`);
   const leafPoint = leaf.key.kind === "ec" && leaf.key.curve === "P-256" ? leaf.key.point.subarray(1) : undefined;
   v.check("QE report signed by PCK", !!leafPoint && (await ecdsaP256(leafPoint, q.qeReportSignature, q.qeReportRaw)), "signature", "QE report signature does not verify under the PCK leaf key");

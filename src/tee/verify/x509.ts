@@ -132,8 +132,8 @@ export function ecdsaDerToP1363(sig: Uint8Array, width: number): Uint8Array {
   return out;
 }
 
-/** True when `cert` is signed by `issuerKey` (RSA-PSS SHA-384, or ECDSA with SHA-256/384). */
-export async function verifyCertSignature(cert: Certificate, issuerKey: PublicKeyInfo): Promise<boolean> {
+/** True when `cert` (or a CRL: anything with signed bytes) is signed by `issuerKey` (RSA-PSS SHA-384, or ECDSA with SHA-256/384). */
+export async function verifyCertSignature(cert: Pick<Certificate, "tbs" | "sigAlg" | "pssSalt" | "signature">, issuerKey: PublicKeyInfo): Promise<boolean> {
   try {
     if (cert.sigAlg === OIDS.rsassaPss) {
       const key = await importKey(issuerKey, "RSA-PSS");
