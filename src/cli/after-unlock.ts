@@ -19,7 +19,7 @@ import { deviceNumber, dmUuidIsLuks, listDm, mappingDifferences, parseCryptTable
 import { runCapture } from "../proc.js";
 import type { Tpm } from "../tpm/commands.js";
 import type { Context, Runner } from "./command.js";
-import { checkEnvironment, loadEffective, refuseEscapes } from "./common.js";
+import { checkEnvironment, loadEffective, noCoreDumps, refuseEscapes } from "./common.js";
 
 export interface AfterUnlockDeps {
   /** /sys/block (tests: a directory of their own). */
@@ -42,6 +42,7 @@ async function dmsetupTable(name: string): Promise<string> {
 export function makeAfterUnlock(deps: AfterUnlockDeps = {}): Runner {
   return async (ctx) => {
     checkEnvironment(ctx.env);
+    await noCoreDumps(ctx);
     const eff = loadEffective(ctx);
     const config = eff.config;
     const native = await ctx.native();

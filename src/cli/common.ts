@@ -64,6 +64,16 @@ export function checkEnvironment(env: Readonly<Record<string, string | undefined
   }
 }
 
+/** Before a command touches a secret: no core dump can hold it (RLIMIT_CORE 0) and the process is not
+ *  dumpable (no core, no ptrace or /proc/PID/mem by other users). A failure stops the command. */
+export async function noCoreDumps(ctx: Context): Promise<void> {
+  try {
+    (await ctx.native()).noCoreDumps();
+  } catch (e) {
+    throw new CvmError("INTERNAL", `cannot make the process non-dumpable before handling secrets: ${(e as Error).message}`);
+  }
+}
+
 /** Waits (within the deadline) until every volume's device exists; returns name → device path. */
 export async function waitForDevices(volumes: Volume[], deadline: Deadline, ctx: Context): Promise<Map<string, string>> {
   const out = new Map<string, string>();

@@ -9,9 +9,10 @@ import { Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
 import { pinnedStorageKey } from "../tpm/keys.js";
 import type { Runner } from "./command.js";
-import { loadEffective, refuseEscapes, waitForDevices } from "./common.js";
+import { loadEffective, noCoreDumps, refuseEscapes, waitForDevices } from "./common.js";
 
 export const convert: Runner = async (ctx) => {
+  await noCoreDumps(ctx);
   let devices: string[];
   let tpmSpec = typeof ctx.flags["tpm-device"] === "string" ? ctx.flags["tpm-device"] : undefined;
   // The pinned storage key: --srk, else the config's tpm.srk (withEncryption refuses to unseal without one).

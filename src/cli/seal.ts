@@ -15,6 +15,7 @@ import { makeImportBlobs, rsaStorageKey, type RsaStorageKey } from "../tpm/dupli
 import { decode, TYPES } from "../tpm/marshal.js";
 import { tokenPolicyDigest } from "../tpm/policy.js";
 import type { Runner } from "./command.js";
+import { noCoreDumps } from "./common.js";
 
 /** The target's storage key: a TPM2B_PUBLIC file (tpm2-tools / systemd-analyze srk) or an RSA PEM public key. */
 export function readStorageKey(path: string): RsaStorageKey {
@@ -73,6 +74,7 @@ async function addKeyslot(image: string, slot: string, existing: Uint8Array, add
 }
 
 export const seal: Runner = async (ctx) => {
+  await noCoreDumps(ctx);
   const srkPath = ctx.flags.srk, pcrPath = ctx.flags["pcr-values"], image = ctx.flags.enroll;
   if (typeof srkPath !== "string" || typeof pcrPath !== "string" || typeof image !== "string") {
     throw new CvmError("USAGE", "seal needs --srk FILE, --pcr-values FILE and --enroll IMAGE (the secret never leaves this run, so the keyslot is added now)");

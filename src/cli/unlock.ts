@@ -19,7 +19,7 @@ import type { TpmtPublic } from "../tpm/marshal.js";
 import { openTpm } from "../tpm/transport.js";
 import { Deadline } from "../flow/deadline.js";
 import type { Context, Runner } from "./command.js";
-import { checkEnvironment, loadEffective, refuseEscapes, waitForDevices } from "./common.js";
+import { checkEnvironment, loadEffective, noCoreDumps, refuseEscapes, waitForDevices } from "./common.js";
 
 /** Seams for tests: the transport and evidence provider can be swapped; defaults are the real ones. */
 export interface UnlockDeps {
@@ -39,6 +39,7 @@ export interface UnlockDeps {
 export function makeUnlock(deps: UnlockDeps = {}): Runner {
   return async (ctx) => {
     checkEnvironment(ctx.env);
+    await noCoreDumps(ctx);
     const eff = await ctx.trace.run("config", () => loadEffective(ctx));
     refuseEscapes(eff);
     const config = eff.config;

@@ -117,6 +117,18 @@ export class FakeNative implements Native {
     this.keys.set(id, { type, description, payload: payload.slice(), perm: 0x3f010000, keyring: ring });
     return id;
   }
+  /** What noCoreDumps set (the kernel's view, for tests). */
+  dumpableFlag = 1;
+  coreLimit: number | undefined;
+  noCoreDumps(): void {
+    this.enter("setrlimit");
+    this.coreLimit = 0;
+    this.enter("prctl_set_dumpable");
+    this.dumpableFlag = 0;
+  }
+  dumpable(): number {
+    return this.dumpableFlag;
+  }
   readonly keyctl = {
     getKeyringId: (special: number, _create: boolean): number => {
       this.enter("keyctl_get_keyring_id");

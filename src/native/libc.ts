@@ -8,6 +8,8 @@ const SYSCALLS: Record<string, { add_key: number; keyctl: number }> = {
   arm64: { add_key: 217, keyctl: 219 },
 };
 
+const PR = { GET_DUMPABLE: 3, SET_DUMPABLE: 4 } as const;
+const RLIMIT_CORE = 4;
 const KEYCTL = { GET_KEYRING_ID: 0, REVOKE: 3, DESCRIBE: 6, UNLINK: 9, SEARCH: 10, READ: 11, SETPERM: 5, SET_TIMEOUT: 15 } as const;
 
 export function openLibc(): Native {
@@ -21,6 +23,8 @@ export function openLibc(): Native {
     ioctl: { args: ["i32", "u64", "ptr"], returns: "i32" },
     getrandom: { args: ["ptr", "u64", "u32"], returns: "i64" },
     syscall: { args: ["i64", "i64", "i64", "i64", "i64", "i64"], returns: "i64" },
+    prctl: { args: ["i32", "u64", "u64", "u64", "u64"], returns: "i32" },
+    setrlimit: { args: ["i32", "ptr"], returns: "i32" },
     __errno_location: { args: [], returns: "ptr" },
   }).symbols;
 
@@ -52,6 +56,12 @@ export function openLibc(): Native {
       const d = cstr(description);
       return check("add_key", lib.syscall(nr.add_key, ptr(t), ptr(d), addr(payload), payload.length, keyring, 0));
     },
+    noCoreDumps() {
+      const limit = new BigUint64Array([0n, 0n]); // struct rlimit { rlim_cur, rlim_max }
+      check("setrlimit", lib.setrlimit(RLIMIT_CORE, new Uint8Array(limit.buffer)), "RLIMIT_CORE");
+      check("prctl", lib.prctl(PR.SET_DUMPABLE, 0, 0, 0, 0), "PR_SET_DUMPABLE");
+    },
+    dumpable: () => check("prctl", lib.prctl(PR.GET_DUMPABLE, 0, 0, 0, 0), "PR_GET_DUMPABLE"),
     keyctl: {
       getKeyringId: (special, create) => keyctl(KEYCTL.GET_KEYRING_ID, special, create ? 1 : 0),
       search(keyring, type, description) {

@@ -42,6 +42,11 @@ export interface Native {
   /** add_key(2): creates or updates a key; returns its serial. */
   addKey(type: string, description: string, payload: Uint8Array, keyring: number): number;
   keyctl: Keyctl;
+  /** prctl(PR_SET_DUMPABLE, 0) and setrlimit(RLIMIT_CORE, 0/0): no core dump, no ptrace by other
+   *  non-root processes, no /proc/PID/mem for them — before the process touches a secret. */
+  noCoreDumps(): void;
+  /** prctl(PR_GET_DUMPABLE). */
+  dumpable(): number;
 }
 
 export const O_FLAGS = { RDONLY: 0, WRONLY: 1, RDWR: 2, CLOEXEC: 0o2000000 } as const;

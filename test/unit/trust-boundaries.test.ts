@@ -90,3 +90,13 @@ describe("ask-password refuses what the reply cannot carry", () => {
     await expect(r).rejects.toMatchObject({ code: "LUKS", message: expect.stringMatching(/volume root: the passphrase contains/) });
   });
 });
+
+describe("no core dumps", () => {
+  it("unlock makes itself non-dumpable before anything else touches the kernel", async () => {
+    const { runUnlock } = await import("../helpers/unlock-harness.js");
+    const r = await runUnlock({ volumes: [] });
+    expect(r.ok).toBe(true);
+    expect(r.native.calls.slice(0, 2)).toEqual(["setrlimit", "prctl_set_dumpable"]);
+    expect(r.native.dumpable()).toBe(0);
+  });
+});
