@@ -15,3 +15,9 @@ export const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length ==
 
 /** Lowercase hex of the bytes (no Buffer: the same in Node and Bun). */
 export const hex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+
+/** A GUID string as the bytes firmware stores (the first three fields little-endian). */
+export function guidBytes(g: string): Uint8Array {
+  const b = Uint8Array.from(g.replace(/-/g, "").match(/../g)!.map((x) => parseInt(x, 16)));
+  return Uint8Array.of(b[3]!, b[2]!, b[1]!, b[0]!, b[5]!, b[4]!, b[7]!, b[6]!, ...b.subarray(8));
+}

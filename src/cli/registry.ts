@@ -139,6 +139,27 @@ export const COMMANDS: Command[] = [
     load: async () => (await import("./debug-vtpm.js")).debugTpm,
   },
   {
+    name: "debug authenticode",
+    summary: "a PE file's Authenticode SHA-1 and SHA-256, as firmware and shim measure it into PCR 4",
+    args: "FILE",
+    positionals: 1,
+    flags: [JSON_FLAG],
+    load: async () => (await import("./debug-boot.js")).debugAuthenticode,
+  },
+  {
+    name: "debug pcrs",
+    summary: "PCR 4/7 per bank: live, replayed from the event log, and predicted for a new UKI or shim",
+    flags: [
+      { name: "eventlog", value: "PATH", help: "a saved event log (default: this boot's, /sys/kernel/security/tpm0/binary_bios_measurements)" },
+      { name: "live-pcrs", value: "FILE", help: 'the PCRs of that boot, JSON {"sha256":{"4":"<hex>",…}} (default for this boot: sysfs)' },
+      { name: "uki", value: "NEW.efi", help: "predict for this UKI (its Authenticode hashes replace the booted UKI's)" },
+      { name: "uki-authenticode", value: "sha1:HEX,sha256:HEX", help: "or the new UKI's hashes" },
+      { name: "shim", value: "NEW.efi", help: "predict for this shim as well" },
+      JSON_FLAG,
+    ],
+    load: async () => (await import("./debug-boot.js")).debugPcrs,
+  },
+  {
     name: "debug last-failure",
     summary: "why the last boot step failed (from /run, a saved serial log or journal, or journalctl -b -1)",
     flags: [{ name: "from", value: "FILE", help: "a serial console log or journal dump holding the failure line" }, RUN_DIR_FLAG, JSON_FLAG],

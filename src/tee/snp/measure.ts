@@ -6,6 +6,7 @@
 // initramfs (the agent, its config and CA) and the command line; a disk boot's digest covers the firmware only.
 // Checked against virtee/sev-snp-measure's published expectations (test/vectors/sev-snp-measure).
 import { sha256, sha384 } from "@noble/hashes/sha2.js";
+import { guidBytes, hex } from "../../bytes.js";
 import { CvmError } from "../../errors.js";
 import { bytes, encode, layout, seq } from "../layout.js";
 
@@ -42,12 +43,6 @@ class LaunchDigest {
 
 // --- OVMF: the GUIDed footer table and the SEV metadata it points to ---------------------------------------
 
-/** A GUID string in the byte order it has on disk (mixed endian). */
-export function guidBytes(g: string): Uint8Array {
-  const h = g.replace(/-/g, "");
-  const b = Uint8Array.from(h.match(/../g)!.map((x) => parseInt(x, 16)));
-  return Uint8Array.of(b[3]!, b[2]!, b[1]!, b[0]!, b[5]!, b[4]!, b[7]!, b[6]!, ...b.subarray(8));
-}
 const GUID = {
   FOOTER: "96b582de-1fb2-45f7-baea-a366c55a082d",
   SEV_HASH_TABLE_RV: "7255371f-3a3b-4b04-927b-1da6efa8d454",
@@ -68,7 +63,6 @@ export interface OvmfInfo {
 const bad = (m: string): never => {
   throw new CvmError("TEE", `OVMF: ${m}`, { reason: "malformed" });
 };
-const hexOf = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
 /** Reads the footer table (entries, each `data ‖ u16 size ‖ GUID`, laid out backwards from 32 bytes before the
  *  end) and the SEV metadata ("ASEV", version 1, section descriptors). The image ends at 4 GiB. */
@@ -87,12 +81,12 @@ export function parseOvmf(img: Uint8Array): OvmfInfo {
       const size = dv.getUint16(end - 18, true);
       if (size < 18 || size > end - start) bad(`footer entry of size ${size}`);
       const guid = img.subarray(end - 16, end);
-      table.set(hexOf(guid), img.slice(end - size, end - 18));
+      table.set(hex(guid), img.slice(end - size, end - 18));
       end -= size;
     }
   }
   const sections: OvmfInfo["sections"] = [];
-  const meta = table.get(hexOf(guidBytes(GUID.SEV_METADATA)));
+  const meta = table.get(hex(guidBytes(GUID.SEV_METADATA)));
   if (meta) {
     if (meta.length < 4) bad("SEV metadata entry too short");
     const at = img.length - new DataView(meta.buffer, meta.byteOffset).getUint32(0, true);
@@ -113,7 +107,7 @@ export function parseOvmf(img: Uint8Array): OvmfInfo {
 }
 
 const tableU32 = (o: OvmfInfo, guid: string): number | undefined => {
-  const e = o.table.get(hexOf(guidBytes(guid)));
+  const e = o.table.get(hex(guidBytes(guid)));
   return e && e.length >= 4 ? new DataView(e.buffer, e.byteOffset).getUint32(0, true) : undefined;
 };
 

@@ -1,0 +1,93 @@
+// debug authenticode / debug pcrs: the measured-boot module for an admin — a PE file's Authenticode hashes,
+// and PCR 4/7 per bank: live, replayed from the event log, and predicted for a new UKI or shim.
+import { existsSync, readFileSync } from "node:fs";
+import { guidBytes, hex } from "../bytes.js";
+import { CvmError } from "../errors.js";
+import { authenticode } from "../measured-boot/authenticode.js";
+import { EV, parseEventLog, replay, type EventLog, type LogEvent } from "../measured-boot/eventlog.js";
+import { predictPcrs, type Digests, type Replacement } from "../measured-boot/predict.js";
+import type { Runner } from "./command.js";
+
+export const EVENTLOG_PATH = "/sys/kernel/security/tpm0/binary_bios_measurements";
+const SYSFS_PCRS = "/sys/class/tpm/tpm0";
+/** systemd-stub's vendor media device path for the kernel it loads from the UKI (Secure Boot off). */
+const STUB_KERNEL_GUID = guidBytes("55c5d1f8-04cd-46b5-8a20-e56cbb3052d0");
+
+const readFile = (flag: string, path: string): Uint8Array => {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (e) {
+    throw new CvmError("USAGE", `${flag} ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+};
+const digestsOf = (b: Uint8Array): Digests => {
+  const a = authenticode(b);
+  return { sha1: hex(a.sha1), sha256: hex(a.sha256) };
+};
+
+export const debugAuthenticode: Runner = async (ctx) => {
+  const file = ctx.positionals[0]!;
+  const d = digestsOf(readFile("FILE", file));
+  ctx.print(`sha1   ${d.sha1}\nsha256 ${d.sha256}`);
+  return { status: "done", message: `Authenticode of ${file}`, data: { file, authenticode: d } };
+};
+
+/** "sha1:HEX,sha256:HEX" → digests. */
+function parseDigests(s: string, flag: string): Digests {
+  const out: Digests = {};
+  for (const part of s.split(",")) {
+    const m = /^(sha1|sha256|sha384|sha512):([0-9a-fA-F]+)$/.exec(part);
+    if (!m) throw new CvmError("USAGE", `${flag}: expected sha1:HEX,sha256:HEX`);
+    out[m[1]!] = m[2]!.toLowerCase();
+  }
+  return out;
+}
+
+const isStubKernel = (e: LogEvent) => {
+  for (let i = 0; i + 16 <= e.data.length; i++) if (STUB_KERNEL_GUID.every((b, k) => e.data[i + k] === b)) return true;
+  return false;
+};
+
+/** The live PCR values the kernel shows in sysfs, for the log's banks (none when there is no TPM). */
+function sysfsPcrs(log: EventLog, pcrs: number[]): Record<string, Record<number, string>> {
+  const out: Record<string, Record<number, string>> = {};
+  for (const b of log.banks) {
+    for (const p of pcrs) {
+      const f = `${SYSFS_PCRS}/pcr-${b.name}/${p}`;
+      if (existsSync(f)) (out[b.name] ??= {})[p] = readFileSync(f, "utf8").trim().toLowerCase();
+    }
+  }
+  return out;
+}
+
+export const debugPcrs: Runner = async (ctx) => {
+  const f = ctx.flags;
+  const path = typeof f.eventlog === "string" ? f.eventlog : EVENTLOG_PATH;
+  const log = parseEventLog(readFile("--eventlog", path));
+  const pcrs = [4, 7];
+  const replayed = replay(log);
+  const rep = Object.fromEntries(log.banks.filter((b) => replayed.has(b.name)).map((b) => [b.name, Object.fromEntries(pcrs.map((p) => [p, hex(replayed.get(b.name)!.get(p) ?? new Uint8Array(b.size))]))]));
+  // Live values: --live-pcrs FILE (JSON bank → pcr → hex) for a saved log, else sysfs when this is that boot.
+  const live = typeof f["live-pcrs"] === "string" ? (JSON.parse(new TextDecoder().decode(readFile("--live-pcrs", f["live-pcrs"]))) as Record<string, Record<number, string>>) : typeof f.eventlog === "string" ? {} : sysfsPcrs(log, pcrs);
+
+  const newUki = typeof f.uki === "string" ? digestsOf(readFile("--uki", f.uki)) : typeof f["uki-authenticode"] === "string" ? parseDigests(f["uki-authenticode"], "--uki-authenticode") : undefined;
+  const newShim = typeof f.shim === "string" ? digestsOf(readFile("--shim", f.shim)) : undefined;
+  let predicted: Record<string, Record<number, string>> | undefined;
+  if (newUki || newShim) {
+    if (Object.keys(live).length === 0) throw new CvmError("USAGE", "a prediction needs the live PCRs to check the log against (run on the booted system, or give --live-pcrs FILE)");
+    // The log's boot applications in PCR 4: [shim,] UKI[, the kernel systemd-stub loads with Secure Boot off].
+    const apps = log.events.filter((e) => e.pcr === 4 && e.type === EV.EFI_BOOT_SERVICES_APPLICATION);
+    if (apps.some(isStubKernel)) throw new CvmError("TPM", "this boot measured the UKI's kernel as its own PCR 4 event (systemd-stub with Secure Boot off): predicting it needs the new UKI's .linux hash, which is not built yet");
+    const asDigests = (e: LogEvent): Digests => Object.fromEntries([...e.digests].map(([b, d]) => [b, hex(d)]));
+    const uki = apps[apps.length - 1], shim = apps.length > 1 ? apps[apps.length - 2] : undefined;
+    const replace: Replacement[] = [];
+    if (newUki && uki) replace.push({ old: asDigests(uki), new: newUki });
+    if (newShim && shim) replace.push({ old: asDigests(shim), new: newShim });
+    const known = apps.filter((e) => e !== uki && e !== shim).map(asDigests).concat(shim && !newShim ? [asDigests(shim)] : []);
+    predicted = predictPcrs(log, { live, replace, known, pcrs });
+  }
+  for (const bank of Object.keys(rep)) {
+    for (const p of pcrs) ctx.print(`${bank.padEnd(6)} PCR ${p}: replayed ${rep[bank]![p]}${live[bank]?.[p] ? (live[bank]![p] === rep[bank]![p] ? " = live" : ` ≠ live ${live[bank]![p]}`) : ""}${predicted?.[bank]?.[p] ? `\n       PCR ${p}: predicted ${predicted[bank]![p]}` : ""}`);
+  }
+  return { status: "done", message: `PCR 4/7 from ${path}${predicted ? ", with the prediction for the next boot" : ""}`, data: { eventlog: path, replayed: rep, live, predicted } };
+};
