@@ -107,16 +107,22 @@ export interface KeyInfo {
   lengths: number[];
 }
 
-/** Finds the hand-off key, or undefined when there is none. Reports only counts and lengths, never content. */
-export function inspectKey(native: Native, target: KeyringTarget): KeyInfo | undefined {
+/** The hand-off key's serial in its keyring, or undefined when there is none (absent, expired or revoked). */
+function findKey(native: Native, target: Pick<KeyringTarget, "keyring" | "key">): { ring: number; serial: number } | undefined {
   const ring = keyringSerial(native, target.keyring);
-  let serial: number;
   try {
-    serial = native.keyctl.search(ring, "user", target.key);
+    return { ring, serial: native.keyctl.search(ring, "user", target.key) };
   } catch (e) {
     if (e instanceof NativeError && (e.errnoName === "ENOKEY" || e.errnoName === "EKEYEXPIRED" || e.errnoName === "EKEYREVOKED")) return undefined;
     throw keyringError(`cannot search ${target.keyring} for ${target.key}`, e);
   }
+}
+
+/** Finds the hand-off key, or undefined when there is none. Reports only counts and lengths, never content. */
+export function inspectKey(native: Native, target: KeyringTarget): KeyInfo | undefined {
+  const found = findKey(native, target);
+  if (!found) return undefined;
+  const { serial } = found;
   try {
     const desc = native.keyctl.describe(serial).split(";");
     const payload = native.keyctl.read(serial);
@@ -158,14 +164,9 @@ export function removeKey(native: Native, target: KeyringTarget): boolean {
  *  may (a revoked key fails every later read, even by a process that still holds its serial). Returns the
  *  serial revoked, or undefined when there was none (the ask-password hand-off, or a vTPM boot). */
 export function revokeKey(native: Native, target: Pick<KeyringTarget, "keyring" | "key">): number | undefined {
-  const ring = keyringSerial(native, target.keyring);
-  let serial: number;
-  try {
-    serial = native.keyctl.search(ring, "user", target.key);
-  } catch (e) {
-    if (e instanceof NativeError && (e.errnoName === "ENOKEY" || e.errnoName === "EKEYEXPIRED" || e.errnoName === "EKEYREVOKED")) return undefined;
-    throw keyringError(`cannot search ${target.keyring} for ${target.key}`, e);
-  }
+  const found = findKey(native, target);
+  if (!found) return undefined;
+  const { ring, serial } = found;
   try {
     native.keyctl.revoke(serial);
   } catch (e) {

@@ -17,26 +17,33 @@ new_scratch() { S=$(mktemp -d "/var/tmp/$1.XXXXXX"); trap cleanup EXIT; }
 
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 
-# The Debian cloud kernel, unpacked (nothing goes to /boot), trimmed to the modules the q35 VM needs.
-# Cached across runs in $E2E_CACHE: the download and depmod cost ~5 s.
-prepare_kernel() {
-    local cache=${E2E_CACHE:-/var/cache/cvm-unlock-e2e} pkg
-    pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-    [ -n "$pkg" ] || { log "no linux-image-cloud-amd64 in the apt lists"; return 1; }
-    KROOT="$cache/$pkg"
-    if [ ! -f "$KROOT/.ready" ]; then
-        rm -rf "$KROOT" && mkdir -p "$KROOT/deb" && chmod 755 "$cache" "$KROOT" "$KROOT/deb"
-        (cd "$KROOT/deb" && apt-get download -q "$pkg" >&2)
-        dpkg-deb -x "$KROOT"/deb/*.deb "$KROOT"
-        rm -rf "$KROOT/deb"
-        KVER=$(ls "$KROOT/lib/modules")
-        # virtio, dm-crypt and the crypto it uses; ext4, TPM, af_packet and ipv6 are built in.
-        (cd "$KROOT/lib/modules/$KVER" && find kernel -name '*.ko*' \
-            | grep -v -E '^kernel/(drivers/virtio/|drivers/block/virtio_blk|drivers/net/(virtio_net|net_failover)|net/core/failover|drivers/md/|crypto/|arch/x86/crypto/|lib/)' \
-            | xargs rm -f)
-        depmod -b "$KROOT" "$KVER"
-        touch "$KROOT/.ready"
+# A Debian kernel package (the one metapackage $1 depends on), unpacked under $E2E_CACHE (nothing goes to
+# /boot) and trimmed to the modules whose paths match $2; cached across runs (the download and depmod cost
+# ~5 s). Prints the tree's root.
+kernel_tree() {
+    local cache=${E2E_CACHE:-/var/cache/cvm-unlock-e2e} pkg root ver
+    pkg=$(apt-cache depends "$1" | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+    [ -n "$pkg" ] || { log "no $1 in the apt lists"; return 1; }
+    root="$cache/$pkg-$3"
+    if [ ! -f "$root/.ready" ]; then
+        rm -rf "$root" && mkdir -p "$root/deb" && chmod 755 "$cache" "$root" "$root/deb"
+        (cd "$root/deb" && apt-get download -q "$pkg" >&2)
+        dpkg-deb -x "$root"/deb/*.deb "$root"
+        rm -rf "$root/deb"
+        ver=$(ls "$root/lib/modules")
+        (cd "$root/lib/modules/$ver" && find kernel -name '*.ko*' | grep -v -E "^kernel/($2)" | xargs rm -f)
+        depmod -b "$root" "$ver"
+        touch "$root/.ready"
     fi
+    echo "$root"
+}
+
+# The modules a q35 VM needs: virtio, dm-crypt and the crypto it uses (ext4, TPM, af_packet and ipv6 are built in).
+VM_MODULES='drivers/virtio/|drivers/block/virtio_blk|drivers/net/(virtio_net|net_failover)|net/core/failover|drivers/md/|crypto/|arch/x86/crypto/|lib/'
+
+# The Debian cloud kernel the boots run (KROOT, KVER, VMLINUZ).
+prepare_kernel() {
+    KROOT=$(kernel_tree linux-image-cloud-amd64 "$VM_MODULES" vm) || return 1
     KVER=$(ls "$KROOT/lib/modules")
     VMLINUZ="$KROOT/boot/vmlinuz-$KVER"
 }
@@ -160,23 +167,10 @@ check_image_binary() {
     grep -qE ' usr/(s?bin)/dmsetup$' <<< "$list" && grep -qE ' usr/bin/env$' <<< "$list" || { log "$img: no dmsetup or env"; return 1; }
 }
 
-# A real guest's kernel (Debian's generic one; the cloud kernel the boots use has no TEE drivers): its
-# TEE guest modules, unpacked into $1 with modules.dep, for an image that is only inspected, not booted.
+# A real guest's kernel (Debian's generic one; the cloud kernel the boots use has no TEE drivers), with
+# its TEE guest modules, for an image that is only inspected, not booted (GROOT, GVER).
 prepare_guest_kernel() {
-    local cache=${E2E_CACHE:-/var/cache/cvm-unlock-e2e} pkg
-    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-    [ -n "$pkg" ] || { log "no linux-image-amd64 in the apt lists"; return 1; }
-    GROOT="$cache/$pkg-tee"
-    if [ ! -f "$GROOT/.ready" ]; then
-        rm -rf "$GROOT" && mkdir -p "$GROOT/deb" && chmod 755 "$cache" "$GROOT" "$GROOT/deb"
-        (cd "$GROOT/deb" && apt-get download -q "$pkg" >&2)
-        dpkg-deb -x "$GROOT"/deb/*.deb "$GROOT"
-        rm -rf "$GROOT/deb" "$GROOT/boot"
-        GVER=$(ls "$GROOT/lib/modules")
-        (cd "$GROOT/lib/modules/$GVER" && find kernel -name '*.ko*' | grep -v -E '^kernel/(drivers/virt/|drivers/virtio/|drivers/block/virtio_blk|drivers/net/(virtio_net|net_failover)|net/core/failover|drivers/md/|crypto/|arch/x86/crypto/|lib/)' | xargs rm -f)
-        depmod -b "$GROOT" "$GVER"
-        touch "$GROOT/.ready"
-    fi
+    GROOT=$(kernel_tree linux-image-amd64 "drivers/virt/|$VM_MODULES" tee) || return 1
     GVER=$(ls "$GROOT/lib/modules")
 }
 

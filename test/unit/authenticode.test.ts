@@ -7,6 +7,7 @@ import { authenticode, authenticodeRanges, PeError } from "../../src/measured-bo
 import { parseEventLog } from "../../src/measured-boot/eventlog.js";
 import { predictPcrs } from "../../src/measured-boot/predict.js";
 import { vbytes, vjson } from "../helpers/vectors.js";
+import { thrown } from "../helpers/errors.js";
 
 const shim = vbytes("pcr/binaries/shimx64-snakeoil.efi");
 const hashes = vjson("pcr/binaries/hashes.json");
@@ -47,12 +48,7 @@ describe("Authenticode", () => {
     ["truncated", (b: Uint8Array) => b.subarray(0, 300), /out of range|truncated/],
   ])("%s: a typed error", (_what, mutate: (b: Uint8Array) => Uint8Array, message) => {
     const input = mutate(shim.slice());
-    let err: unknown;
-    try {
-      authenticode(input);
-    } catch (e) {
-      err = e;
-    }
+    const err = thrown(() => authenticode(input));
     expect(err).toBeInstanceOf(PeError);
     expect((err as PeError).code).toBe("TPM");
     expect((err as Error).message).toMatch(message);

@@ -13,6 +13,7 @@ import { EventLogError, parseEventLog, replay } from "../../src/measured-boot/ev
 import { ccelRtmrs, trimCcel } from "../../src/measured-boot/ccel.js";
 import { ccel } from "../helpers/ccel.js";
 import { vbytes, vjson } from "../helpers/vectors.js";
+import { thrown } from "../helpers/errors.js";
 
 const LOGS = [
   ["uki-direct-no-secureboot/eventlog.bin", "uki-direct-no-secureboot/eventlog.events.json", "uki-direct-no-secureboot/pcrs.json"],
@@ -60,12 +61,7 @@ describe("bad logs are typed errors", () => {
     ["a digest of an unlisted algorithm", (() => { const b = good.slice(); const off = parseEventLog(good).events[0]!.offset; b[off + 12] = 0x77; return b; })(), /which the header does not list/],
     ["a huge data size", (() => { const b = good.slice(); const e = parseEventLog(good).events[0]!; new DataView(b.buffer).setUint32(e.offset + 12 + 2 + 20 + 2 + 32, 0x7fffffff, true); return b; })(), /claims \d+ bytes/],
   ])("%s", (_what, bytes, message) => {
-    let err: unknown;
-    try {
-      parseEventLog(bytes);
-    } catch (e) {
-      err = e;
-    }
+    const err = thrown(() => parseEventLog(bytes));
     expect(err).toBeInstanceOf(EventLogError);
     expect((err as EventLogError).code).toBe("TPM");
     expect((err as Error).message).toMatch(message);

@@ -8,16 +8,10 @@ import { parseLuks2 } from "../../src/luks/header.js";
 import { mappingDifferences, parseCryptTable } from "../../src/luks/mapping.js";
 import { headerBytes } from "../helpers/fixtures.js";
 import { rewriteLuksJson } from "../helpers/luks-tamper.js";
+import { thrown } from "../helpers/errors.js";
 
 const tampered = (mutate: (j: any) => void) => parseLuks2(rewriteLuksJson(headerBytes("systemd-tpm2"), mutate));
-const refusal = (f: () => unknown): CvmError => {
-  try {
-    f();
-  } catch (e) {
-    return e as CvmError;
-  }
-  throw new Error("no error");
-};
+const refusal = (f: () => unknown) => thrown(f) as CvmError;
 
 describe("header cipher allowlist", () => {
   it("accepts cryptsetup's default (aes-xts-plain64, 512-bit key) and returns the expected mapping", () => {

@@ -13,6 +13,7 @@ import { Logger } from "../../src/log/logger.js";
 import { Secret } from "../../src/log/secret.js";
 import { askFile } from "../helpers/askpass.js";
 import { tempDir } from "../helpers/bin.js";
+import { thrown } from "../helpers/errors.js";
 
 const config = parseConfig({ volumes: [{ name: "root", device: "/dev/vda2" }] }, "t");
 
@@ -38,12 +39,7 @@ describe("kernel command line escapes", () => {
   ])("%s is an escape", (word, key) => {
     expect(shellEscapes(`console=ttyS0 root=/dev/mapper/x ${word} quiet`)).toEqual([key]);
     const eff: Effective = { config, disabled: false, cmdline: {}, escapes: applyCmdline(config, word).escapes, source: "t" };
-    let err: unknown;
-    try {
-      refuseEscapes(eff);
-    } catch (e) {
-      err = e;
-    }
+    const err = thrown(() => refuseEscapes(eff));
     expect(err).toBeInstanceOf(CvmError);
     expect((err as CvmError).code).toBe("CONFIG");
     expect((err as CvmError).details.cmdline_keys).toBe(key);
@@ -66,12 +62,7 @@ describe("environment allowlist", () => {
     expect(() => checkEnvironment({ PATH: "/usr/bin", INVOCATION_ID: "x", JOURNAL_STREAM: "8:1", LANG: "C.UTF-8", LC_ALL: "C", PWD: "/", SHLVL: "1", _: "/usr/bin/cvm-unlock", TERM: "linux" })).not.toThrow();
   });
   it.each(["BUN_INSPECT", "BUN_INSPECT_CONNECT_TO", "BUN_JSC_useJIT", "NODE_USE_SYSTEM_CA", "BUN_OPTIONS", "NODE_TLS_REJECT_UNAUTHORIZED", "LD_PRELOAD", "MALLOC_CHECK_", "SSL_CERT_FILE", "https_proxy", "SOMETHING_NEW"])("refuses %s", (name) => {
-    let err: unknown;
-    try {
-      checkEnvironment({ PATH: "/usr/bin", [name]: "1" });
-    } catch (e) {
-      err = e;
-    }
+    const err = thrown(() => checkEnvironment({ PATH: "/usr/bin", [name]: "1" }));
     expect((err as CvmError).code).toBe("CONFIG");
     expect((err as CvmError).details.env).toBe(name);
   });

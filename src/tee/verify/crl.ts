@@ -2,9 +2,9 @@
 // product CRL (signed by the ARK) and Intel's root and PCK CRLs (PCS collateral). A CRL counts only when it
 // is signed by a certificate of the chain it is applied to and is current; then no certificate that issuer
 // signed may be on it. CRLs are collateral the broker fetches; the agent never goes looking for them.
-import { children, DerError, expectTag, oid, readTlv, time } from "./der.js";
+import { children, DerError, expectTag, readTlv, time } from "./der.js";
 import { validAt, type Verification } from "./result.js";
-import { OIDS, verifyCertSignature, type Certificate } from "./x509.js";
+import { signatureAlgorithm, verifyCertSignature, type Certificate } from "./x509.js";
 
 export interface Crl {
   tbs: Uint8Array;
@@ -28,13 +28,7 @@ export function parseCrl(der: Uint8Array): Crl {
   const list = expectTag(readTlv(der), 0x30, "CertificateList");
   if (list.raw.length !== der.length) throw new DerError("trailing bytes after the CRL");
   const [tbs, algT, sigT] = children(list);
-  const algParts = children(expectTag(algT, 0x30, "signatureAlgorithm"));
-  const sigAlg = oid(algParts[0]!);
-  let pssSalt: number | undefined;
-  if (sigAlg === OIDS.rsassaPss && algParts[1]) {
-    pssSalt = 20;
-    for (const p of children(algParts[1])) if (p.tag === 0xa2) pssSalt = readTlv(p.value).value.reduce((n, b) => n * 256 + b, 0);
-  }
+  const { sigAlg, pssSalt } = signatureAlgorithm(algT);
   const t = children(expectTag(tbs, 0x30, "TBSCertList"));
   let i = t[0]?.tag === 0x02 ? 1 : 0; // version
   i++; // signature algorithm inside the TBS

@@ -64,17 +64,23 @@ function parseKey(spki: Tlv): PublicKeyInfo {
   throw new DerError(`unsupported public key algorithm ${a}`);
 }
 
-export function parseCertificate(der: Uint8Array): Certificate {
-  const cert = expectTag(readTlv(der), 0x30, "Certificate");
-  if (cert.raw.length !== der.length) throw new DerError("trailing bytes after the certificate");
-  const [tbs, sigAlgT, sigT] = children(cert);
-  const algParts = children(expectTag(sigAlgT, 0x30, "signatureAlgorithm"));
+/** The outer signatureAlgorithm of a certificate or CRL: its OID, and the salt length for RSA-PSS. */
+export function signatureAlgorithm(t: Tlv | undefined): { sigAlg: string; pssSalt?: number } {
+  const algParts = children(expectTag(t, 0x30, "signatureAlgorithm"));
   const sigAlg = oid(algParts[0]!);
   let pssSalt: number | undefined;
   if (sigAlg === OIDS.rsassaPss && algParts[1]) {
     pssSalt = 20;
     for (const p of children(algParts[1])) if (p.tag === 0xa2) pssSalt = readTlv(p.value).value.reduce((n, b) => n * 256 + b, 0);
   }
+  return { sigAlg, pssSalt };
+}
+
+export function parseCertificate(der: Uint8Array): Certificate {
+  const cert = expectTag(readTlv(der), 0x30, "Certificate");
+  if (cert.raw.length !== der.length) throw new DerError("trailing bytes after the certificate");
+  const [tbs, sigAlgT, sigT] = children(cert);
+  const { sigAlg, pssSalt } = signatureAlgorithm(sigAlgT);
   const t = children(expectTag(tbs, 0x30, "TBSCertificate"));
   let i = t[0]?.tag === 0xa0 ? 1 : 0;
   const serial = expectTag(t[i++], 0x02, "serialNumber").value;
