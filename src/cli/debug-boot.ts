@@ -1,26 +1,24 @@
 // debug authenticode / debug pcrs: the measured-boot module for an admin — a PE file's Authenticode hashes,
 // and PCR 4/7 per bank: live, replayed from the event log, and predicted for a new UKI or shim.
 import { existsSync, readFileSync } from "node:fs";
-import { guidBytes, hex } from "../bytes.js";
+import { hex } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import { authenticode } from "../measured-boot/authenticode.js";
-import { EV, parseEventLog, replay, type EventLog, type LogEvent } from "../measured-boot/eventlog.js";
-import { predictPcrs, type Digests, type Replacement } from "../measured-boot/predict.js";
+import { parseEventLog, replay, type EventLog } from "../measured-boot/eventlog.js";
+import { predictPcrs, updateReplacements, type Digests } from "../measured-boot/predict.js";
 import type { Runner } from "./command.js";
 
 export const EVENTLOG_PATH = "/sys/kernel/security/tpm0/binary_bios_measurements";
 const SYSFS_PCRS = "/sys/class/tpm/tpm0";
-/** systemd-stub's vendor media device path for the kernel it loads from the UKI (Secure Boot off). */
-const STUB_KERNEL_GUID = guidBytes("55c5d1f8-04cd-46b5-8a20-e56cbb3052d0");
 
-const readFile = (flag: string, path: string): Uint8Array => {
+export const readFile = (flag: string, path: string): Uint8Array => {
   try {
     return new Uint8Array(readFileSync(path));
   } catch (e) {
     throw new CvmError("USAGE", `${flag} ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? "error"})`);
   }
 };
-const digestsOf = (b: Uint8Array): Digests => {
+export const digestsOf = (b: Uint8Array): Digests => {
   const a = authenticode(b);
   return { sha1: hex(a.sha1), sha256: hex(a.sha256) };
 };
@@ -33,7 +31,7 @@ export const debugAuthenticode: Runner = async (ctx) => {
 };
 
 /** "sha1:HEX,sha256:HEX" → digests. */
-function parseDigests(s: string, flag: string): Digests {
+export function parseDigests(s: string, flag: string): Digests {
   const out: Digests = {};
   for (const part of s.split(",")) {
     const m = /^(sha1|sha256|sha384|sha512):([0-9a-fA-F]+)$/.exec(part);
@@ -43,10 +41,6 @@ function parseDigests(s: string, flag: string): Digests {
   return out;
 }
 
-const isStubKernel = (e: LogEvent) => {
-  for (let i = 0; i + 16 <= e.data.length; i++) if (STUB_KERNEL_GUID.every((b, k) => e.data[i + k] === b)) return true;
-  return false;
-};
 
 /** The live PCR values the kernel shows in sysfs, for the log's banks (none when there is no TPM). */
 function sysfsPcrs(log: EventLog, pcrs: number[]): Record<string, Record<number, string>> {
@@ -75,15 +69,7 @@ export const debugPcrs: Runner = async (ctx) => {
   let predicted: Record<string, Record<number, string>> | undefined;
   if (newUki || newShim) {
     if (Object.keys(live).length === 0) throw new CvmError("USAGE", "a prediction needs the live PCRs to check the log against (run on the booted system, or give --live-pcrs FILE)");
-    // The log's boot applications in PCR 4: [shim,] UKI[, the kernel systemd-stub loads with Secure Boot off].
-    const apps = log.events.filter((e) => e.pcr === 4 && e.type === EV.EFI_BOOT_SERVICES_APPLICATION);
-    if (apps.some(isStubKernel)) throw new CvmError("TPM", "this boot measured the UKI's kernel as its own PCR 4 event (systemd-stub with Secure Boot off): predicting it needs the new UKI's .linux hash, which is not built yet");
-    const asDigests = (e: LogEvent): Digests => Object.fromEntries([...e.digests].map(([b, d]) => [b, hex(d)]));
-    const uki = apps[apps.length - 1], shim = apps.length > 1 ? apps[apps.length - 2] : undefined;
-    const replace: Replacement[] = [];
-    if (newUki && uki) replace.push({ old: asDigests(uki), new: newUki });
-    if (newShim && shim) replace.push({ old: asDigests(shim), new: newShim });
-    const known = apps.filter((e) => e !== uki && e !== shim).map(asDigests).concat(shim && !newShim ? [asDigests(shim)] : []);
+    const { replace, known } = updateReplacements(log, { uki: newUki, shim: newShim });
     predicted = predictPcrs(log, { live, replace, known, pcrs });
   }
   for (const bank of Object.keys(rep)) {

@@ -49,6 +49,23 @@ export const COMMANDS: Command[] = [
     load: async () => (await import("./seal.js")).seal,
   },
   {
+    name: "reseal",
+    summary: "after a UKI or shim update: seal each volume's secret to the PCR 4/7 the next boot will have, as a second systemd-tpm2 token",
+    flags: [
+      { name: "uki", value: "NEW.efi", help: "the UKI the next boot runs" },
+      { name: "uki-authenticode", value: "sha1:HEX,sha256:HEX", help: "or its Authenticode hashes" },
+      { name: "shim", value: "NEW.efi", help: "the shim the next boot runs" },
+      { name: "eventlog", value: "PATH", help: "this boot's event log (default /sys/kernel/security/tpm0/binary_bios_measurements)" },
+      { name: "device", value: "DEV", help: "a LUKS2 device or image (default: the config's volumes)" },
+      { name: "tpm-device", value: "DEV", help: "default: the config's tpm.device, else /dev/tpmrm0" },
+      { name: "srk", value: "FILE", help: "the pinned storage key (default: the config's tpm.srk)" },
+      { name: "dry-run", help: "print the prediction and what would change; write nothing" },
+      ...CONFIG_FLAGS,
+      JSON_FLAG,
+    ],
+    load: async () => (await import("./reseal.js")).reseal,
+  },
+  {
     name: "measure snp",
     summary: "the SEV-SNP launch digest for OVMF (+ kernel, initrd, command line: measured direct boot), vCPU count and type — for the broker's policy",
     flags: [

@@ -205,21 +205,35 @@ export async function resealAndProve(tpm: Tpm, device: string, it: ImportToken, 
   } finally {
     pass.wipe();
   }
+  return systemdTpm2Token(it.slot, blob, it.pcrs, it.bank, it.policy);
+}
+
+/** A systemd 252 `systemd-tpm2` token (its field set; 252 and newer unlock it). */
+export function systemdTpm2Token(slot: string, blob: Uint8Array, pcrs: number[], bank: string, policy: Uint8Array): Record<string, unknown> {
   return {
-    type: "systemd-tpm2", keyslots: [it.slot], "tpm2-blob": Buffer.from(blob).toString("base64"), "tpm2-pcrs": it.pcrs,
-    "tpm2-pcr-bank": it.bank, "tpm2-primary-alg": "ecc", "tpm2-policy-hash": hex(it.policy), "tpm2-pin": false,
+    type: "systemd-tpm2", keyslots: [slot], "tpm2-blob": Buffer.from(blob).toString("base64"), "tpm2-pcrs": pcrs,
+    "tpm2-pcr-bank": bank, "tpm2-primary-alg": "ecc", "tpm2-policy-hash": hex(policy), "tpm2-pin": false,
   };
+}
+
+/** A systemd-tpm2 token's sealed blob (TPM2B_PRIVATE ‖ TPM2B_PUBLIC), policy digest, bank and PCRs, or
+ *  undefined when a field is missing or malformed. */
+export function tokenSealed(t: Token): { blob: Uint8Array; policy: Uint8Array; bank: string; pcrs: number[] } | undefined {
+  const blob = typeof t.json["tpm2-blob"] === "string" ? new Uint8Array(Buffer.from(t.json["tpm2-blob"] as string, "base64")) : undefined;
+  const policy = typeof t.json["tpm2-policy-hash"] === "string" && /^[0-9a-f]{64}$/i.test(t.json["tpm2-policy-hash"] as string) ? new Uint8Array(Buffer.from(t.json["tpm2-policy-hash"] as string, "hex")) : undefined;
+  const bank = tokenBank(t.json["tpm2-pcr-bank"], "sha256");
+  const pcrs = t.json["tpm2-pcrs"];
+  if (!blob || blob.length < 4 || !policy || !bank || !Array.isArray(pcrs) || !pcrs.every((p) => Number.isInteger(p) && p >= 0 && p < 24)) return undefined;
+  return { blob, policy, bank, pcrs: pcrs as number[] };
 }
 
 /** A systemd-tpm2 token for the keyslot that unseals and opens it (a conversion that got as far as step 3). */
 async function verifiedSystemdToken(tpm: Tpm, device: string, h: LuksHeader, it: ImportToken, c: Crypto): Promise<Token | undefined> {
   for (const t of h.tokens.filter((x) => x.type === "systemd-tpm2" && x.keyslots.length === 1 && x.keyslots[0] === it.slot)) {
-    const blob = typeof t.json["tpm2-blob"] === "string" ? new Uint8Array(Buffer.from(t.json["tpm2-blob"] as string, "base64")) : undefined;
-    const policy = typeof t.json["tpm2-policy-hash"] === "string" ? new Uint8Array(Buffer.from(t.json["tpm2-policy-hash"] as string, "hex")) : undefined;
-    const bank = tokenBank(t.json["tpm2-pcr-bank"], "sha256");
-    if (!blob || !policy || !bank || blob.length < 4) continue;
+    const sealed = tokenSealed(t);
+    if (!sealed) continue;
     try {
-      const secret = await unsealSystemdBlob(tpm, blob, bank, t.json["tpm2-pcrs"] as number[], policy, c);
+      const secret = await unsealSystemdBlob(tpm, sealed.blob, sealed.bank, sealed.pcrs, sealed.policy, c);
       const pass = passphraseOf(secret);
       secret.wipe();
       const ok = await keyslotOpens(device, it.slot, pass);

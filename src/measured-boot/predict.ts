@@ -1,9 +1,9 @@
 // PCR 4 / PCR 7 for the next boot after an update: the current boot's log, checked against the live PCRs,
 // with the digests of the boot applications that change replaced and every other event kept
 // (shared/reference/pcr-prediction.md §2.3). A log that does not replay to the TPM predicts nothing.
-import { hex } from "../bytes.js";
+import { guidBytes, hex } from "../bytes.js";
 import { CvmError } from "../errors.js";
-import { EV, replay, type EventLog } from "./eventlog.js";
+import { EV, replay, type EventLog, type LogEvent } from "./eventlog.js";
 
 /** bank → digest hex, for one binary (its Authenticode hashes). */
 export type Digests = Record<string, string>;
@@ -57,4 +57,28 @@ export function predictPcrs(log: EventLog, opts: { live: PcrValues; replace: Rep
   const out = replay({ ...log, events, banks: log.banks.filter((b) => banks.includes(b.name)) });
   const want = opts.pcrs ?? [4, 7];
   return Object.fromEntries(banks.map((bank) => [bank, Object.fromEntries(want.map((p) => [p, hex(out.get(bank)!.get(p)!)]))]));
+}
+
+/** systemd-stub's vendor media device path for the kernel it loads from the UKI (Secure Boot off). */
+const STUB_KERNEL_GUID = guidBytes("55c5d1f8-04cd-46b5-8a20-e56cbb3052d0");
+const isStubKernel = (e: LogEvent) => {
+  for (let i = 0; i + 16 <= e.data.length; i++) if (STUB_KERNEL_GUID.every((b, k) => e.data[i + k] === b)) return true;
+  return false;
+};
+const digestsOfEvent = (e: LogEvent): Digests => Object.fromEntries([...e.digests].map(([b, d]) => [b, hex(d)]));
+
+/**
+ * Which PCR 4 events a UKI / shim update replaces, from the log's boot applications: [shim,] UKI — the last
+ * application is the UKI, the one before it the shim. A log with the kernel systemd-stub loads as its own
+ * event (Secure Boot off) is refused: predicting it needs the new UKI's .linux hash, not built yet.
+ */
+export function updateReplacements(log: EventLog, next: { uki?: Digests; shim?: Digests }): { replace: Replacement[]; known: Digests[] } {
+  const apps = log.events.filter((e) => e.pcr === 4 && e.type === EV.EFI_BOOT_SERVICES_APPLICATION);
+  if (apps.some(isStubKernel)) throw new CvmError("TPM", "this boot measured the UKI's kernel as its own PCR 4 event (systemd-stub with Secure Boot off): predicting it needs the new UKI's .linux hash, which is not built yet", { reason: "stub-kernel-event" });
+  const uki = apps[apps.length - 1], shim = apps.length > 1 ? apps[apps.length - 2] : undefined;
+  const replace: Replacement[] = [];
+  if (next.uki && uki) replace.push({ old: digestsOfEvent(uki), new: next.uki });
+  if (next.shim && shim) replace.push({ old: digestsOfEvent(shim), new: next.shim });
+  const known = apps.filter((e) => e !== uki && e !== shim).map(digestsOfEvent).concat(shim && !next.shim ? [digestsOfEvent(shim)] : []);
+  return { replace, known };
 }

@@ -1,0 +1,44 @@
+// cvm-unlock reseal: seal each volume's secret to the PCR values the next boot will have after a UKI or shim
+// update, as a second systemd-tpm2 token (flow/reseal.ts). --dry-run prints the prediction and writes nothing.
+import { CvmError } from "../errors.js";
+import { readLuksHeaderFile } from "../luks/header.js";
+import { devicePath } from "../luks/cryptsetup.js";
+import { parseEventLog } from "../measured-boot/eventlog.js";
+import { resealDevice, type ResealResult } from "../flow/reseal.js";
+import { Tpm } from "../tpm/commands.js";
+import { pinnedStorageKey } from "../tpm/keys.js";
+import { openTpm } from "../tpm/transport.js";
+import type { Runner } from "./command.js";
+import { loadEffective, noCoreDumps } from "./common.js";
+import { digestsOf, EVENTLOG_PATH, parseDigests, readFile } from "./debug-boot.js";
+
+export const reseal: Runner = async (ctx) => {
+  await noCoreDumps(ctx);
+  const f = ctx.flags;
+  const uki = typeof f.uki === "string" ? digestsOf(readFile("--uki", f.uki)) : typeof f["uki-authenticode"] === "string" ? parseDigests(f["uki-authenticode"], "--uki-authenticode") : undefined;
+  const shim = typeof f.shim === "string" ? digestsOf(readFile("--shim", f.shim)) : undefined;
+  if (!uki && !shim) throw new CvmError("USAGE", "reseal needs --uki NEW.efi (or --uki-authenticode) and/or --shim NEW.efi");
+  const eventlog = parseEventLog(readFile("--eventlog", typeof f.eventlog === "string" ? f.eventlog : EVENTLOG_PATH));
+  let devices: string[];
+  let tpmSpec = typeof f["tpm-device"] === "string" ? f["tpm-device"] : undefined;
+  let srk = typeof f.srk === "string" ? pinnedStorageKey(readFile("--srk", f.srk), `--srk ${f.srk}`) : undefined;
+  if (typeof f.device === "string") devices = [f.device];
+  else {
+    const eff = loadEffective(ctx);
+    devices = eff.config.volumes.map((v) => devicePath(v.device));
+    if (devices.length === 0) throw new CvmError("USAGE", "no --device and no volumes in the config");
+    tpmSpec ??= eff.config.tpm.device;
+    srk ??= eff.srk;
+  }
+  const tpm = new Tpm(await openTpm(tpmSpec ?? "/dev/tpmrm0", ctx.native));
+  const results: ResealResult[] = [];
+  try {
+    for (const d of devices) results.push(await resealDevice(d, await readLuksHeaderFile(d), tpm, { log: ctx.log, eventlog, next: { uki, shim }, srk, dryRun: f["dry-run"] === true }));
+  } finally {
+    tpm.transport.close();
+  }
+  for (const r of results) for (const p of r.plans) ctx.print(`${r.device} keyslot ${p.keyslot} (token ${p.token}): next boot ${p.bank}:${p.pcrs.join(",")} → policy ${p.policy}: ${p.action === "present" ? "already sealed" : f["dry-run"] ? "would add a token" : "token added"}`);
+  const n = results.reduce((k, r) => k + r.written.length, 0);
+  const msg = f["dry-run"] ? "dry run: the prediction above, nothing written" : n > 0 ? `resealed ${n} keyslot(s) for the next boot (the old tokens stay)` : "nothing to do: every keyslot already has a token for the next boot";
+  return { status: n > 0 ? "done" : "nothing-to-do", message: msg, data: { results } };
+};

@@ -1,0 +1,123 @@
+// reseal on the real parts: swtpm (the fixtures' state) whose PCRs are brought to boot 1 of the reseal
+// acceptance vector by extending every event of its real event log, a systemd-tpm2 token enrolled by
+// systemd 252's own systemd-cryptenroll to PCR 4+7, the compiled binary resealing for UKI2, and then
+// "boot 2": a fresh swtpm extended with boot 2's real log, where systemd's own token plugin unlocks the
+// volume from the new token (and the old token alone does not).
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { hex } from "../../src/bytes.js";
+import { parseLuks2 } from "../../src/luks/header.js";
+import { EV, parseEventLog } from "../../src/measured-boot/eventlog.js";
+import { Tpm } from "../../src/tpm/commands.js";
+import { swtpmTransport } from "../../src/tpm/transport.js";
+import { requireBin, runBin, tempDir } from "../helpers/bin.js";
+import { FIXTURES } from "../helpers/fixtures.js";
+import { makeLuksImage } from "../helpers/luks.js";
+import { pluginUnlocks } from "../helpers/plugin.js";
+import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
+import { VECTORS, vjson } from "../helpers/vectors.js";
+
+const acc = vjson("pcr/reseal-acceptance.json");
+const LOG1 = join(VECTORS, "pcr/shim-uki-secureboot/eventlog-uki1.bin");
+const LOG2 = join(VECTORS, "pcr/shim-uki-secureboot/eventlog-uki2.bin");
+const SRK = join(FIXTURES, "tpm2-import/srk.pub");
+const UKI2 = `sha1:${acc.new_binary.authenticode.sha1},sha256:${acc.new_binary.authenticode.sha256}`;
+let sw: Swtpm | undefined;
+afterEach(async () => {
+  await sw?.stop();
+  sw = undefined;
+});
+beforeAll(requireBin);
+
+/** A fresh swtpm "booted" through a real log: every event's digests extended into its PCRs. */
+async function bootedSwtpm(logPath: string): Promise<Swtpm> {
+  const s = await startSwtpm();
+  const log = parseEventLog(new Uint8Array(readFileSync(logPath)));
+  const t = new Tpm(await swtpmTransport("127.0.0.1", s.port));
+  try {
+    for (const e of log.events) if (e.type !== EV.NO_ACTION) for (const [bank, d] of e.digests) await t.pcrExtend(e.pcr, bank, d);
+  } finally {
+    t.transport.close();
+  }
+  return s;
+}
+
+const pcrs = async (port: number, bank: string) => {
+  const t = new Tpm(await swtpmTransport("127.0.0.1", port));
+  try {
+    return await t.pcrRead(bank, [4, 7]);
+  } finally {
+    t.transport.close();
+  }
+};
+const tokens = (img: string) => parseLuks2(new Uint8Array(readFileSync(img))).tokens;
+
+/** A volume with a recovery passphrase and systemd-cryptenroll's own token for PCR 4+7 of this swtpm. */
+function enrolled(port: number): string {
+  const img = makeLuksImage("recovery-passphrase", tempDir("reseal-"));
+  const r = spawnSync("systemd-cryptenroll", [`--tpm2-device=swtpm:host=127.0.0.1,port=${port}`, "--tpm2-pcrs=4+7", img], { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", PASSWORD: "recovery-passphrase" }, encoding: "utf8", timeout: 120_000 });
+  expect(r.status, r.stderr).toBe(0);
+  return img;
+}
+
+describe("reseal (swtpm, systemd-cryptenroll, systemd 252's plugin)", () => {
+  it("boot 1's PCRs, UKI2's hashes → a second token that systemd's plugin unlocks on boot 2, and nothing else changes", async () => {
+    sw = await bootedSwtpm(LOG1);
+    expect(hex((await pcrs(sw.port, "sha256")).get(4)!)).toBe(acc.pcr_values_boot1_tpm.sha256["4"]);
+    const img = enrolled(sw.port);
+    expect(pluginUnlocks(img, sw.port)).toBe(true);
+    const before = readFileSync(img);
+
+    const dry = runBin(["reseal", "--json", "--dry-run", "--device", img, "--tpm-device", sw.spec, "--eventlog", LOG1, "--uki-authenticode", UKI2, "--srk", SRK]);
+    expect(dry.status, dry.stderr).toBe(0);
+    expect(dry.json.results[0].plans[0]).toMatchObject({ action: "add", bank: "sha256", pcrs: [4, 7], next: { 4: acc.actual_boot2_tpm.sha256["4"], 7: acc.actual_boot2_tpm.sha256["7"] } });
+    expect(readFileSync(img).equals(before)).toBe(true);
+
+    const r = runBin(["reseal", "--json", "--device", img, "--tpm-device", sw.spec, "--eventlog", LOG1, "--uki-authenticode", UKI2, "--srk", SRK]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.json).toMatchObject({ status: "done" });
+    const t = tokens(img).filter((x) => x.type === "systemd-tpm2");
+    expect(t).toHaveLength(2);
+    expect(t.map((x) => x.keyslots[0])).toEqual(["1", "1"]); // the same keyslot: no new keyslot, no PBKDF
+    expect(t[1]!.json["tpm2-policy-hash"]).toBe(r.json.results[0].plans[0].policy);
+    expect(pluginUnlocks(img, sw.port)).toBe(true); // this boot still unlocks (the old token)
+    expect(r.stdout + r.stderr).not.toContain("recovery-passphrase");
+
+    const again = runBin(["reseal", "--json", "--device", img, "--tpm-device", sw.spec, "--eventlog", LOG1, "--uki-authenticode", UKI2, "--srk", SRK]);
+    expect(again.json).toMatchObject({ status: "nothing-to-do" });
+    expect(tokens(img).filter((x) => x.type === "systemd-tpm2")).toHaveLength(2);
+
+    await sw.stop();
+    sw = await bootedSwtpm(LOG2); // boot 2: UKI2
+    expect(hex((await pcrs(sw.port, "sha256")).get(4)!)).toBe(acc.actual_boot2_tpm.sha256["4"]);
+    expect(pluginUnlocks(img, sw.port)).toBe(true);
+    // …from the new token: without it the old one no longer unseals on this boot.
+    const oldOnly = join(tempDir("reseal-old-"), "old.img");
+    writeFileSync(oldOnly, readFileSync(img));
+    expect(spawnSync("cryptsetup", ["token", "remove", "--token-id", t[1]!.id, oldOnly]).status).toBe(0);
+    expect(pluginUnlocks(oldOnly, sw.port)).toBe(false);
+  }, 180_000);
+
+  it("a log that does not replay to this TPM, no pinned key, a TPM substituted: typed errors, the header byte-identical", async () => {
+    sw = await bootedSwtpm(LOG2); // the TPM is at boot 2, the log is boot 1's
+    const img = enrolled(sw.port);
+    const before = readFileSync(img);
+    let r = runBin(["reseal", "--device", img, "--tpm-device", sw.spec, "--eventlog", LOG1, "--uki-authenticode", UKI2, "--srk", SRK]);
+    expect(r.status).toBe(8);
+    expect(r.stderr).toMatch(/the event log does not match the TPM/);
+    // Back to UKI1 from boot 2 (a rollback): a new token is needed, and its secret must not cross unprotected.
+    const UKI1 = `sha1:${acc.old_binary.authenticode.sha1},sha256:${acc.old_binary.authenticode.sha256}`;
+    r = runBin(["reseal", "--device", img, "--tpm-device", sw.spec, "--eventlog", LOG2, "--uki-authenticode", UKI1]);
+    expect(r.status).toBe(8);
+    expect(r.stderr).toMatch(/no pinned storage key/);
+    r = runBin(["reseal", "--device", img, "--tpm-device", sw.spec, "--eventlog", LOG2, "--uki-authenticode", UKI1, "--srk", join(FIXTURES, "tpm2-import-unique/srk.pub")]);
+    expect(r.status).toBe(8);
+    expect(r.stderr).toMatch(/not the pinned/);
+    expect(readFileSync(img).equals(before)).toBe(true);
+    r = runBin(["reseal", "--json", "--device", img, "--tpm-device", sw.spec, "--eventlog", LOG2, "--uki-authenticode", UKI1, "--srk", SRK]);
+    expect(r.status, r.stderr).toBe(0); // and with the right pin it reseals
+    expect(r.json.results[0].plans[0].next["4"]).toBe(acc.pcr_values_boot1_tpm.sha256["4"]);
+  }, 180_000);
+});
