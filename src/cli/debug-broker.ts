@@ -3,11 +3,10 @@
 import { CvmError } from "../errors.js";
 import { attestWithRetries } from "../flow/broker.js";
 import { Deadline } from "../flow/deadline.js";
-import { KbsClient } from "../kbs/client.js";
 import { chooseProvider } from "../tee/providers.js";
 import type { Runner } from "./command.js";
 import { loadEffective } from "./common.js";
-import { brokerOf, brokerTransport } from "./unlock-broker.js";
+import { brokersOf, brokerTransport } from "./unlock-broker.js";
 
 /** The token's claims, decoded without verification (the broker verifies its own tokens). */
 export function decodeClaims(token: string): Record<string, any> {
@@ -21,11 +20,10 @@ export function decodeClaims(token: string): Record<string, any> {
 
 export const debugBroker: Runner = async (ctx) => {
   const eff = loadEffective(ctx);
-  const broker = brokerOf(eff.config);
   const deadline = new Deadline(eff.config.deadline_s);
   const provider = chooseProvider({ allowSimulated: eff.config.tee.allow_simulated, vmpl: eff.config.tee.vmpl, log: ctx.log, native: ctx.native });
-  const client = new KbsClient(brokerTransport(eff, ctx), broker, () => deadline.timeoutMs());
-  const a = await attestWithRetries({ client, brokerUrl: broker, provider, deadline, log: ctx.log, trace: ctx.trace });
+  const a = await attestWithRetries({ brokers: brokersOf(eff.config, brokerTransport(eff, ctx), deadline), provider, deadline, log: ctx.log, trace: ctx.trace });
+  const broker = a.broker;
   const claims = decodeClaims(a.token);
   const cpu0 = claims.submods?.cpu0 ?? {};
   const annotated = cpu0["ear.veraison.annotated-evidence"] ?? {};

@@ -1,5 +1,5 @@
 // cvm-unlock debug …: read-only views for admins, and the self-check the demo runs.
-import type { Config } from "../config/config.js";
+import { brokerUrls, type Config } from "../config/config.js";
 import { CvmError } from "../errors.js";
 import { handOff, inspectKey, readBack, removeKey, type KeyringTarget } from "../keyring/handoff.js";
 import { Secret } from "../log/secret.js";
@@ -80,7 +80,7 @@ export const debugSelfcheck: Runner = async (ctx) => {
       status: "done",
       message: `self-check passed: keyring round trip in ${target.keyring} (${ms} ms), TEE ${tee.kind}`,
       data: {
-        config: eff ? { source: eff.source, volumes: eff.config.volumes.map((v) => v.name), broker: eff.config.broker?.url ?? null } : null,
+        config: eff ? { source: eff.source, volumes: eff.config.volumes.map((v) => v.name), broker: eff.config.broker ? brokerUrls(eff.config).join(", ") : null } : null,
         tee: tee.kind,
         tee_interfaces: tee.interfaces,
         native: native.kind,

@@ -1,7 +1,7 @@
 // The broker half of `unlock`, loaded only when a volume needs the broker: a boot that unlocks from the
 // vTPM never loads the KBS client, JOSE, the TEE providers or the HTTP transport.
 import type { Effective, Volume } from "../config/config.js";
-import { fetchResources } from "../flow/broker.js";
+import { fetchResources, type Broker } from "../flow/broker.js";
 import type { Deadline } from "../flow/deadline.js";
 import { answerAskPassword, type AskVolume } from "../keyring/askpass.js";
 import { handOff } from "../keyring/handoff.js";
@@ -12,7 +12,7 @@ import { chooseProvider } from "../tee/providers.js";
 import type { Context, Result } from "./command.js";
 import { askIds, convertedVolumes, type UnlockDeps } from "./unlock.js";
 import { fetchTransport, type Transport } from "../kbs/transport.js";
-import type { Config } from "../config/config.js";
+import { brokerUrls, type Config } from "../config/config.js";
 import { CvmError } from "../errors.js";
 
 export async function unlockThroughBroker(
@@ -24,13 +24,13 @@ export async function unlockThroughBroker(
   const config = eff.config;
   const provider = deps.provider ? deps.provider(eff, ctx) : chooseProvider({ allowSimulated: config.tee.allow_simulated, vmpl: config.tee.vmpl, log: ctx.log, native: ctx.native });
   const transport = deps.transport ? deps.transport(eff) : brokerTransport(eff, ctx);
-  const broker = brokerOf(config);
-  const client = new KbsClient(transport, broker, () => deadline.timeoutMs());
+  const brokers = brokersOf(config, transport, deadline);
+  const broker = brokers.map((b) => b.url).join(", ");
   ctx.log.info("attesting to the broker", { broker, tee: provider.tee, volumes: needBroker.map((v) => v.name).join(",") });
 
   // The keyslot checks start now, waiting on stdin, so cryptsetup's start-up overlaps the broker round trips.
   const checks = needBroker.map((v) => startPassphraseCheck(v.name, devices.get(v.name)!, Math.max(1000, Math.floor(deadline.remainingMs()))));
-  const brokerDeps = { ...deps.broker, client, brokerUrl: broker, provider, deadline, log: ctx.log, trace: ctx.trace };
+  const brokerDeps = { ...deps.broker, brokers, provider, deadline, log: ctx.log, trace: ctx.trace };
   let secrets: Map<string, Secret>;
   try {
     secrets = await fetchResources(brokerDeps, needBroker.map((v) => v.resource!));
@@ -67,13 +67,15 @@ export async function unlockThroughBroker(
 }
 
 export function brokerTransport(eff: Effective, ctx: Context): Transport {
-  if (eff.config.broker?.insecure_http) ctx.log.warn("broker.insecure_http is set: talking to the broker over plain http (no TLS)", { broker: eff.config.broker.url });
+  if (eff.config.broker?.insecure_http) ctx.log.warn("broker.insecure_http is set: talking to the broker over plain http (no TLS)", { broker: brokerUrls(eff.config).join(", ") });
   return fetchTransport(eff.caPem);
 }
 
-export function brokerOf(config: Config): string {
+/** A client per configured broker; each request is limited to broker.request_timeout_s (and the deadline). */
+export function brokersOf(config: Config, transport: Transport, deadline: Deadline): Broker[] {
   if (!config.broker) throw new CvmError("CONFIG", "volumes name broker resources but there is no broker section");
-  return config.broker.url;
+  const perRequest = config.broker.request_timeout_s * 1000;
+  return brokerUrls(config).map((url) => ({ url, client: new KbsClient(transport, url, () => Math.min(deadline.timeoutMs(), perRequest)) }));
 }
 
 /** One passphrase per distinct resource, in volume order (volumes may share a resource). */

@@ -17,7 +17,8 @@ export interface Volume {
 }
 
 export interface Config {
-  broker?: { url: string; ca?: string; insecure_http: boolean };
+  /** url (one broker) or urls (several, tried in turn); crossCheck wants exactly one of them. */
+  broker?: { url?: string; urls?: string[]; ca?: string; insecure_http: boolean; request_timeout_s: number };
   tee: { allow_simulated: boolean; vmpl: number };
   deadline_s: number;
   volumes: Volume[];
@@ -80,11 +81,15 @@ function crossCheck(c: Config, problems: string[]): void {
     if (v.resource !== undefined && !c.broker) problems.push(`volumes[${i}].resource: set, but there is no broker section`);
   });
   if (c.broker) {
-    const https = c.broker.url.startsWith("https:");
+    if ((c.broker.url === undefined) === (c.broker.urls === undefined)) problems.push("broker: expected url (one broker) or urls (several), not both or neither");
+    const urls = brokerUrls(c);
+    const https = urls.every((u) => u.startsWith("https:"));
+    if (urls.some((u) => u.startsWith("https:")) && !https) problems.push("broker.urls: every broker must use the same scheme (all https under the one CA)");
     if (!https && !c.broker.insecure_http) problems.push("broker.url: expected an https URL (plain http needs broker.insecure_http: true)");
     if (https && c.broker.ca === undefined) problems.push("broker.ca: required for an https broker (the only CA trusted)");
     if (!https && c.broker.ca !== undefined) problems.push("broker.ca: set, but broker.url is plain http");
     if (https && c.broker.insecure_http) problems.push("broker.insecure_http: true, but broker.url is https; remove one");
+    if (new Set(urls).size !== urls.length) problems.push("broker.urls: a broker is listed twice");
   }
   // systemd-cryptsetup 252 accepts a cached (keyring) passphrase on its first try only, and tpm2-device=auto
   // spends that try on the TPM: after a stale or missing token it asks through ask-password, never the keyring.
@@ -122,4 +127,9 @@ export function resolveSrk(srk: string, configPath: string): Uint8Array {
   } catch (e) {
     throw new CvmError("CONFIG", `tpm.srk: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? "error"})`);
   }
+}
+
+/** The brokers of a config, in the order they are tried. */
+export function brokerUrls(c: Config): string[] {
+  return c.broker ? (c.broker.urls ?? (c.broker.url !== undefined ? [c.broker.url] : [])) : [];
 }

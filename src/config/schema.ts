@@ -45,7 +45,11 @@ export const CONFIG_SCHEMA: Spec = {
       spec: {
         kind: "object",
         fields: {
-          url: { spec: { kind: "string", expect: "an http(s) URL without credentials, query or fragment", check: isBrokerUrl }, required: true },
+          url: { spec: { kind: "string", expect: "an http(s) URL without credentials, query or fragment", check: isBrokerUrl } },
+          // Several brokers (all under the one pinned CA), tried in turn inside the one deadline.
+          urls: { spec: { kind: "array", min: 1, max: 8, of: { kind: "string", expect: "an http(s) URL without credentials, query or fragment", check: isBrokerUrl } } },
+          // One request's limit, so a black-holed broker costs this much, not the whole deadline.
+          request_timeout_s: { spec: { kind: "int", min: 1, max: 600 }, default: 20 },
           ca: { spec: { kind: "string", expect: "a path to a PEM file or inline PEM" } },
           insecure_http: { spec: { kind: "bool" }, default: false },
         },
