@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Builds dist/cvm-unlock: one self-contained, unstripped executable. The two --no-compile-autoload flags
-# stop the binary from reading .env / bunfig.toml from its working directory at start.
+# stop the binary from reading .env / bunfig.toml from its working directory at start. It also builds
+# dist/cvm-unlock-test, the same program with the test-only hooks (convert --fault-at) compiled in; the
+# production binary is built without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=$(node -p 'require("./package.json").version')
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD -- src 2>/dev/null || commit="$commit+dirty"
 mkdir -p dist
-exec node_modules/.bin/bun build --compile --splitting --minify --sourcemap=none \
-  --no-compile-autoload-dotenv --no-compile-autoload-bunfig \
-  --define "CVM_UNLOCK_VERSION=\"$version\"" --define "CVM_UNLOCK_COMMIT=\"$commit\"" \
-  --outfile dist/cvm-unlock src/main.ts
+build() { # OUTFILE TEST_BUILD
+  node_modules/.bin/bun build --compile --splitting --minify --sourcemap=none \
+    --no-compile-autoload-dotenv --no-compile-autoload-bunfig \
+    --define "CVM_UNLOCK_VERSION=\"$version\"" --define "CVM_UNLOCK_COMMIT=\"$commit\"" --define "CVM_UNLOCK_TEST_BUILD=$2" \
+    --outfile "$1" src/main.ts
+}
+build dist/cvm-unlock false
+build dist/cvm-unlock-test true

@@ -17,8 +17,8 @@ export const convert: Runner = async (ctx) => {
   let tpmSpec = typeof ctx.flags["tpm-device"] === "string" ? ctx.flags["tpm-device"] : undefined;
   // The pinned storage key: --srk, else the config's tpm.srk (withEncryption refuses to unseal without one).
   let srk = typeof ctx.flags.srk === "string" ? pinnedStorageKey(readSrkFile(ctx.flags.srk), `--srk ${ctx.flags.srk}`) : undefined;
-  const fault = ctx.flags["fault-at"];
-  if (fault !== undefined && !FAULT_STEPS.includes(fault as FaultStep)) throw new CvmError("USAGE", `--fault-at: expected one of ${FAULT_STEPS.join(", ")}`);
+  const fault = (typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) ? ctx.flags["fault-at"] : undefined;
+  if ((typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) && fault !== undefined && !FAULT_STEPS.includes(fault as FaultStep)) throw new CvmError("USAGE", `--fault-at: expected one of ${FAULT_STEPS.join(", ")}`);
   if (typeof ctx.flags.device === "string") {
     devices = [ctx.flags.device];
   } else {

@@ -30,7 +30,8 @@ export const COMMANDS: Command[] = [
       { name: "srk", value: "FILE", help: "the pinned storage key (TPM2B_PUBLIC from debug tpm --srk-out; default: the config's tpm.srk)" },
       ...CONFIG_FLAGS,
       RUN_DIR_FLAG,
-      { name: "fault-at", value: "STEP", help: "TEST ONLY: SIGKILL itself after unsealed|proved|token-added|token-removed" },
+      // Power-loss tests only: the production binary has no such flag (CVM_UNLOCK_TEST_BUILD is false there).
+      ...((typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) ? [{ name: "fault-at", value: "STEP", help: "TEST BUILD ONLY: SIGKILL itself after unsealed|proved|token-added|token-removed" }] : []),
       JSON_FLAG,
     ],
     boot: true,

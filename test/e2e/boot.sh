@@ -257,7 +257,7 @@ if want 10; then
     truncate -s 40M "$S/plain.ext4" && mkfs.ext4 -q -F -d "$pr" "$S/plain.ext4"
     dd if="$S/plain.ext4" of="$S/hostile.img" bs=1M seek=$((off / 1048576)) conv=notrunc status=none
     start_broker
-    env -i PATH="$PATH" sh -c 'until grep -qa "cvm-unlock: attesting" "$1"; do sleep 0.05; done; dd if="$2" of="$3" bs=1M conv=notrunc status=none' sh "$S/serial-10.log" "$S/hostile.img" "$S/root-10.img" &
+    env -i PATH="$PATH" sh -c 'until grep -qa "cvm-unlock: attesting" "$1" 2>/dev/null; do sleep 0.05; done; dd if="$2" of="$3" bs=1M conv=notrunc status=none' sh "$S/serial-10.log" "$S/hostile.img" "$S/root-10.img" &
     SWAPPER=$!; PIDS+=("$SWAPPER")
     ROOT_IMG="$S/root-10.img" E2E_BOOT_TIMEOUT=200 run_qemu seabios "$S/serial-10.log" -kernel "$VMLINUZ" -initrd "$S/initrd.img" -append "$CMDLINE"
     kill "$SWAPPER" 2>/dev/null || true; wait "$SWAPPER" 2>/dev/null || true

@@ -6,6 +6,8 @@ import { join, resolve } from "node:path";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 export const BIN = join(ROOT, "dist/cvm-unlock");
+/** The test build: the same program with the test-only hooks (convert --fault-at). */
+export const BIN_TEST = join(ROOT, "dist/cvm-unlock-test");
 
 export function requireBin(): void {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run npm run build first`);

@@ -10,7 +10,7 @@ import { Logger, memorySink } from "../../src/log/logger.js";
 import { parseLuks2 } from "../../src/luks/header.js";
 import { Tpm } from "../../src/tpm/commands.js";
 import { swtpmTransport } from "../../src/tpm/transport.js";
-import { BIN, requireBin } from "../helpers/bin.js";
+import { BIN, BIN_TEST, requireBin } from "../helpers/bin.js";
 import { FIXTURES, fixtureBytes, fixtureText, headerFile } from "../helpers/fixtures.js";
 import { pluginUnlocks } from "../helpers/plugin.js";
 import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
@@ -131,10 +131,18 @@ describe("convert (swtpm, cryptsetup, systemd 252's plugin)", () => {
     expect(Buffer.from(bytes(f)).equals(Buffer.from(before))).toBe(true);
   });
 
+  it("the production binary has no power-loss hook: convert --fault-at is an unknown flag (exit 2)", () => {
+    const r = spawnSync(BIN, ["convert", "--device", headerFile("tpm2-import"), "--fault-at", "proved"], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/unknown flag --fault-at/);
+    expect(readFileSync(BIN).includes("fault-at")).toBe(false); // the hook is not compiled in at all
+    expect(readFileSync(BIN_TEST).includes("fault-at")).toBe(true);
+  });
+
   it.each(["unsealed", "proved", "token-added", "token-removed"])("power loss after %s: still unlocks one way or another, the next run completes", async (step) => {
     const f = headerFile("tpm2-import");
     const spec = `swtpm:host=127.0.0.1,port=${sw.port}`;
-    const killed = spawnSync(BIN, ["convert", "--device", f, "--tpm-device", spec, "--srk", SRK_FILE, "--fault-at", step, "--run-dir", `${f}.run`], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+    const killed = spawnSync(BIN_TEST, ["convert", "--device", f, "--tpm-device", spec, "--srk", SRK_FILE, "--fault-at", step, "--run-dir", `${f}.run`], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
     expect(killed.signal).toBe("SIGKILL");
     // The kernel's resource manager flushes a dead process's objects and sessions; swtpm has none, so do it here.
     await withTpm(async (t) => {
