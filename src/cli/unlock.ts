@@ -57,7 +57,11 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
     // names cipher_null gets nothing), and the token check below reuses it for every volume that has no
     // tpm2-import token (the conversion rewrites only headers that have one, never their segments).
     await ctx.trace.run("headers", async () => {
-      for (const t of targets) t.header = await readVolumeHeader(t.volume, t.path);
+      for (const t of targets) {
+        const h = (t.header = await readVolumeHeader(t.volume, t.path));
+        // As cryptsetup does, a damaged copy is not fatal when the other is good; the admin should know.
+        if (!h.copies.primary || !h.copies.secondary) ctx.log.warn(`volume ${t.volume.name}: the LUKS2 header's ${h.copies.primary ? "secondary" : "primary"} copy is damaged; using the ${h.copies.primary ? "primary" : "secondary"} one, as cryptsetup does (cryptsetup repair restores it)`, { volume: t.volume.name });
+      }
       recordExpected(ctx, targets.map((t) => checkHeaderCiphers(t.volume.name, t.header!, t.volume.ciphers ?? DEFAULT_CIPHERS)));
     });
     let tpm: Tpm | undefined | null = null;

@@ -34,3 +34,18 @@ describe("hostile LUKS header ciphers", () => {
     expect(r.stderr).not.toContain("attesting to the broker");
   });
 });
+
+describe("a damaged primary header", () => {
+  it("the agent reads the secondary copy, as cryptsetup does, and says so", () => {
+    const dir = tempDir("dmg-");
+    const img = makeLuksImage("the-real-passphrase", dir);
+    const b = new Uint8Array(readFileSync(img));
+    b[4096 + 20]! ^= 0xff; // inside the primary copy's JSON: its checksum no longer matches
+    writeFileSync(img, b);
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ broker: { url: "https://127.0.0.1:9", ca: CA }, tee: { allow_simulated: true }, deadline_s: 3, keyring: { keyring: "@s" }, volumes: [{ name: "root", device: img, resource: "cvm/luks/root" }] }));
+    writeFileSync(join(dir, "cmdline"), "quiet");
+    const r = runInSession(`"${BIN}" unlock --config ${dir}/config.json --cmdline ${dir}/cmdline --run-dir ${dir}/run`);
+    expect(r.stderr).toMatch(/volume root: the LUKS2 header's primary copy is damaged; using the secondary one, as cryptsetup does/);
+    expect(r.stderr).toContain("attesting to the broker"); // it went on with the good copy
+  });
+});
