@@ -18,6 +18,10 @@ install_tree() {
     install -D -m 0644 systemd/dracut.conf "$d/usr/lib/dracut/dracut.conf.d/90-cvm-unlock.conf"
     install -D -m 0644 systemd/config.sample.json "$d/usr/share/doc/cvm-unlock/config.sample.json"
     install -D -m 0644 README.md "$d/usr/share/doc/cvm-unlock/README.md"
+    install -D -m 0644 packaging/copyright "$d/usr/share/doc/cvm-unlock/copyright"
+    gzip -9n < packaging/changelog > "$d/usr/share/doc/cvm-unlock/changelog.gz"
+    install -D -m 0644 packaging/lintian-overrides "$d/usr/share/lintian/overrides/cvm-unlock"
+    install -d "$d/usr/share/man/man8" && gzip -9n < packaging/cvm-unlock.8 > "$d/usr/share/man/man8/cvm-unlock.8.gz"
 }
 
 case "${1:-}" in
@@ -32,14 +36,16 @@ case "${1:-}" in
 Package: cvm-unlock
 Version: $version
 Architecture: amd64
-Maintainer: cvm-unlock developers <cvm-unlock@localhost>
+Maintainer: cvm-unlock developers <cvm-unlock@example.org>
 Depends: libc6, dracut-core, dracut-network, cryptsetup-bin, systemd
 Recommends: tpm2-tools, libtss2-tcti-device0
 Section: admin
 Priority: optional
 Description: unlock confidential VM disks at boot by remote attestation
- A dracut module and agent that attests a confidential VM (AMD SEV-SNP, Intel TDX) to a Trustee key
- broker and hands the LUKS passphrases to systemd-cryptsetup through the kernel keyring.
+ A dracut module and agent that attests a confidential VM (AMD SEV-SNP,
+ Intel TDX) to a Trustee key broker and hands the LUKS passphrases to
+ systemd-cryptsetup through the kernel keyring; vTPM tokens, reseal after
+ updates, and offline evidence verification.
 CONTROL
         mkdir -p "$out"
         dpkg-deb --root-owner-group -Zxz -z1 --build "$root" "$out/cvm-unlock_${version}_amd64.deb" >&2

@@ -10,7 +10,7 @@ declare -A GROUP=(
   [bench]="time clevis clevis-luks tang jose hyperfine socat curl jq tpm2-tools pesign"
   [tpm]="swtpm swtpm-tools libtss2-esys-3.0.2-0 libtss2-mu0 libtss2-rc0 libtss2-tcti-device0 libtss2-tcti-swtpm0 gcc libc6-dev"
   # boot: vTPM images also need tpm2-tools (dracut's tpm2-tss module requires it) and the tss2 libraries.
-  [boot]="dracut-core dracut-network qemu-system-x86 ovmf systemd systemd-boot-efi udev dbus kmod e2fsprogs busybox-static zstd binutils dosfstools mtools fdisk tpm2-tools libtss2-esys-3.0.2-0 libtss2-mu0 libtss2-rc0 libtss2-tcti-device0"
+  [boot]="dracut-core dracut-network qemu-system-x86 ovmf systemd systemd-boot-efi udev dbus kmod e2fsprogs busybox-static zstd binutils dosfstools mtools fdisk lintian tpm2-tools libtss2-esys-3.0.2-0 libtss2-mu0 libtss2-rc0 libtss2-tcti-device0"
 )
 want=""
 for g in "${@:-base}"; do want="$want ${GROUP[$g]:?unknown group $g}"; done

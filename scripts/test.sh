@@ -37,7 +37,8 @@ if [ "${CVM_UNLOCK_E2E:-1}" != 0 ] && [ $# -eq 0 ]; then
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$e2e_log" | tail -n 1)
   if [ -n "$line" ]; then
     p=${line%% passed*}; f=${line#*, }; f=${f%% failed*}
-    passed=$((passed + p)); failed=$((failed + f))
+    k=0; [[ $line == *skipped ]] && { k=${line##*failed, }; k=${k%% skipped}; }
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + k))
   else
     failed=$((failed + 1)); rc=1
   fi

@@ -31,14 +31,15 @@
 #           systemd-cryptsetup reads it → systemd-cryptsetup opens it with the released passphrase, the
 #           after-unlock check finds cipher_null on the live mapping and powers the VM off before the switch
 #           to root: the plaintext root's marker never appears
-# And one image that is only inspected: the initramfs built for Debian's generic kernel (a real guest's)
-# carries the TEE guest modules (sev-guest; tdx-guest and tsm where the kernel has them).
+# And two checks that are not boots: 11, the initramfs built for Debian's generic kernel (a real guest's)
+# carries the TEE guest modules (sev-guest; tdx-guest and tsm where the kernel has them); 12, the .deb
+# installs with dpkg -i, runs, passes lintian without errors, and purges.
 # Why a calibration boot and not a prediction from the event log: the UKI sealed to is the very file boot 5
 # booted, with the same firmware, fresh OVMF variables and disks, so every PCR 4/7 event repeats; the values
 # are read from the TPM (not trusted from a replay), and prediction (Authenticode hashes substituted into the
 # log, shared/reference/pcr-prediction.md) is only needed for a UKI that has not booted yet — an update.
 # In every boot the passphrase must appear nowhere on the serial console.
-# Usage: test/e2e/boot.sh [--keep] [--only N,N]      Ends with "N passed, N failed".
+# Usage: test/e2e/boot.sh [--keep] [--only N,N]      Ends with "N passed, N failed, N skipped".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -49,15 +50,15 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --keep) export E2E_KEEP=1; shift ;;
         --only) ONLY=",$2,"; shift 2 ;;
-        *) echo "usage: $0 [--keep] [--only 1,2,...,11]  (6-8 build on 5; 11 is an image check)" >&2; exit 2 ;;
+        *) echo "usage: $0 [--keep] [--only 1,2,...,12]  (6-8 build on 5; 11 and 12 are image and package checks)" >&2; exit 2 ;;
     esac
 done
 want() { [ -z "$ONLY" ] || [[ $ONLY == *",$1,"* ]]; }
 
 [ "$(id -u)" = 0 ] || { echo "0 passed, 1 failed"; echo "e2e: needs root (cryptsetup on image files, dracut)" >&2; exit 1; }
 new_scratch cvm-e2e
-PASSED=0; FAILED=0
-result() { if [ "$2" = PASS ]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi; printf '%s: %s (%s)\n' "$1" "$2" "$3"; }
+PASSED=0; FAILED=0; SKIPPED=0
+result() { case $2 in PASS) PASSED=$((PASSED + 1)) ;; SKIP) SKIPPED=$((SKIPPED + 1)) ;; *) FAILED=$((FAILED + 1)) ;; esac; printf '%s: %s (%s)\n' "$1" "$2" "$3"; }
 
 T0=$(now)
 prepare_run e2e/luks/root
@@ -279,6 +280,27 @@ if want 11; then
     fi
 fi
 
+if want 12; then
+    # Not a boot: the .deb as a packager's user gets it — dpkg -i, the files in place and the binary running
+    # from /usr/bin, lintian without errors (its warnings are explained in README), then dpkg --purge.
+    deb=$(ls "$S"/cvm-unlock_*_amd64.deb)
+    if dpkg-query -W -f='${db:Status-Status}' cvm-unlock 2>/dev/null | grep -qx installed; then
+        result "package check (dpkg -i, lintian)" SKIP "cvm-unlock is already installed on this machine: not replaced by a test"
+    else
+        why=""
+        dpkg -i "$deb" >"$S/dpkg.log" 2>&1 || why="dpkg -i failed: $(tail -n 3 "$S/dpkg.log" | tr '\n' ' ')"
+        [ -z "$why" ] && { /usr/bin/cvm-unlock --version | grep -q '^cvm-unlock ' || why="/usr/bin/cvm-unlock does not run"; }
+        [ -z "$why" ] && for f in /usr/lib/dracut/modules.d/90cvm-unlock/module-setup.sh /usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock-after.service /usr/lib/dracut/dracut.conf.d/90-cvm-unlock.conf /usr/share/doc/cvm-unlock/copyright /usr/share/man/man8/cvm-unlock.8.gz; do [ -f "$f" ] || why="$f missing"; done
+        errors=$(lintian --tag-display-limit 0 "$deb" 2>/dev/null | grep -c '^E: ' || true)
+        [ -z "$why" ] && [ "$errors" != 0 ] && why="lintian reports $errors error(s): $(lintian "$deb" 2>/dev/null | grep '^E: ' | head -n 3 | tr '\n' ' ')"
+        warnings=$(lintian --tag-display-limit 0 "$deb" 2>/dev/null | grep '^W: ' | sed 's/^W: cvm-unlock: //' | tr '\n' ';')
+        dpkg --purge cvm-unlock >>"$S/dpkg.log" 2>&1 || why="${why:+$why; }dpkg --purge failed"
+        [ -e /usr/bin/cvm-unlock ] && why="${why:+$why; }/usr/bin/cvm-unlock left after purge"
+        if [ -z "$why" ]; then result "package check (dpkg -i, lintian)" PASS "installed, runs, 0 lintian errors; warnings: ${warnings:-none}; purged"
+        else result "package check (dpkg -i, lintian)" FAIL "$why"; fi
+    fi
+fi
+
 log "e2e done in $(since "$T0") s"
-echo "$PASSED passed, $FAILED failed"
+echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
 [ "$FAILED" = 0 ]
