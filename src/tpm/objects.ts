@@ -96,7 +96,23 @@ function policyAuth(session: number): Uint8Array {
 /** Unseal `item` through a PolicyPCR session over the current PCRs; the session is flushed here. With
  *  `enc`, a salted session rides along with the encrypt attribute: outData crosses the interface encrypted
  *  and the response HMAC is checked before the secret is trusted. */
+/** TPM_RC_PCR_CHANGED: a PCR was extended between PolicyPCR and the command that used the session. */
+export const RC_PCR_CHANGED = 0x128;
+const PCR_CHANGED_TRIES = 3;
+
+/** Unseal with a fresh PolicyPCR session; a PCR extended in between (TPM_RC_PCR_CHANGED) is retried with a
+ *  new policy session, at most PCR_CHANGED_TRIES times in all. */
 export async function unsealWithPcrPolicy(tpm: Tpm, item: number, bank: string, pcrs: readonly number[], expectDigest?: Uint8Array, enc?: { session: EncryptSession; itemName: Uint8Array }): Promise<Secret> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await unsealOnce(tpm, item, bank, pcrs, expectDigest, enc);
+    } catch (e) {
+      if (!(e instanceof TpmError && e.rc === RC_PCR_CHANGED) || attempt >= PCR_CHANGED_TRIES) throw e;
+    }
+  }
+}
+
+async function unsealOnce(tpm: Tpm, item: number, bank: string, pcrs: readonly number[], expectDigest?: Uint8Array, enc?: { session: EncryptSession; itemName: Uint8Array }): Promise<Secret> {
   const session = await startPolicySession(tpm);
   try {
     await policyPcr(tpm, session, bank, pcrs);

@@ -229,6 +229,34 @@ describe("the vTPM transport is untrusted: sessions are salted to the pinned sto
     expect(await loaded()).toEqual([]);
   });
 
+  it("a PCR extended between PolicyPCR and Unseal (TPM_RC_PCR_CHANGED) is retried with a new policy session", async () => {
+    const f = headerFile("tpm2-import");
+    const rcs: number[] = [];
+    let injected = false;
+    const r = await withTpm(async (t) => {
+      const inner = t.transport;
+      const side = new Tpm(inner);
+      const racing = new Tpm({
+        name: inner.name,
+        send: async (cmd) => {
+          if (!injected && new DataView(cmd.buffer, cmd.byteOffset).getUint32(6) === 0x15e) {
+            injected = true; // someone extends PCR 8 (not in the policy) just before the first Unseal
+            await side.pcrExtend(8, "sha256", new Uint8Array(32).fill(7));
+          }
+          const rsp = await inner.send(cmd);
+          if (new DataView(cmd.buffer, cmd.byteOffset).getUint32(6) === 0x15e) rcs.push(new DataView(rsp.buffer, rsp.byteOffset).getUint32(6));
+          return rsp;
+        },
+        close: () => inner.close(),
+      });
+      return convertDevice(f, racing, { log: new Logger("info", []), srk });
+    });
+    expect(rcs[0]).toBe(0x128); // TPM_RC_PCR_CHANGED from the real TPM
+    expect(rcs.slice(1).every((rc) => rc === 0)).toBe(true);
+    expect(r.converted).toHaveLength(1);
+    expect(pluginUnlocks(f, sw.port)).toBe(true);
+  });
+
   it("no pin: nothing is unsealed, and the error says where the pin comes from", async () => {
     const f = headerFile("tpm2-import");
     const before = bytes(f);
