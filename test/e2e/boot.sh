@@ -31,6 +31,12 @@
 #           systemd-cryptsetup reads it → systemd-cryptsetup opens it with the released passphrase, the
 #           after-unlock check finds cipher_null on the live mapping and powers the VM off before the switch
 #           to root: the plaintext root's marker never appears
+#   boot 13 seven boots, one per shell escape the host can put on a non-UKI command line
+#           (rd.systemd.unit=emergency.target, systemd.unit=rescue.target, systemd.debug_shell,
+#           systemd.mask=cvm-unlock.service, rd.cmdline=ask, rdinit=/bin/sh, init=/bin/sh): each ends with
+#           nothing released (the broker serves no resource, nothing is unlocked, no root runs)
+#   boot 14 the production config (tee.allow_simulated false) on this TEE-less VM: fails closed, powers off,
+#           the record says there is no TEE
 # And two checks that are not boots: 11, the initramfs built for Debian's generic kernel (a real guest's)
 # carries the TEE guest modules (sev-guest; tdx-guest and tsm where the kernel has them); 12, the .deb
 # installs with dpkg -i, runs, passes lintian without errors, and purges.
@@ -50,7 +56,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --keep) export E2E_KEEP=1; shift ;;
         --only) ONLY=",$2,"; shift 2 ;;
-        *) echo "usage: $0 [--keep] [--only 1,2,...,12]  (6-8 build on 5; 11 and 12 are image and package checks)" >&2; exit 2 ;;
+        *) echo "usage: $0 [--keep] [--only 1,2,...,12]  (6-8 build on 5; 11 and 12 are image and package checks; 13 is seven boots)" >&2; exit 2 ;;
     esac
 done
 want() { [ -z "$ONLY" ] || [[ $ONLY == *",$1,"* ]]; }
@@ -278,6 +284,62 @@ if want 11; then
     else
         result "image check ($GVER: TEE guest modules in the initramfs)" FAIL "in the image: ${mods:-none}; the kernel has: $have"
     fi
+fi
+
+if want 13; then
+    # The host's shell escapes on a non-UKI command line, each one boot of the SeaBIOS image (on_failure =
+    # poweroff) with the broker up: each must end in a power-off, or in a shell that holds nothing, with
+    # nothing released — no resource served by the broker, no unlock, no root.
+    # The crypttab timeout is shortened so a boot whose agent never ran fails in seconds, not 150 s.
+    ECMD="${CMDLINE/timeout=150s/timeout=15s}"
+    start_broker
+    for esc in rd.systemd.unit=emergency.target systemd.unit=rescue.target systemd.debug_shell systemd.mask=cvm-unlock.service rd.cmdline=ask rdinit=/bin/sh init=/bin/sh; do
+        n=$(grep -c 'GET /kbs/v0/resource/.* 200' "$S/broker.log" || true)
+        log_=$S/serial-13-${esc//[^a-z]/_}.log
+        limit=150; [ "$esc" = rdinit=/bin/sh ] && limit=40 # its shell prompt is up after ~5 s
+        E2E_BOOT_TIMEOUT=$limit run_qemu seabios "$log_" -kernel "$VMLINUZ" -initrd "$S/initrd.img" -append "$ECMD $esc"
+        released=$(( $(grep -c 'GET /kbs/v0/resource/.* 200' "$S/broker.log" || true) - n ))
+        why=""
+        grep -qF "$PASS_PHRASE" "$log_" && why="the passphrase appears on the console"
+        [ -z "$why" ] && [ "$released" != 0 ] && why="the broker released the passphrase ($released time(s))"
+        [ -z "$why" ] && grep -q 'cvm-unlock: unlocked' "$log_" && why="the agent unlocked"
+        [ -z "$why" ] && grep -qF "$MARKER" "$log_" && why="root was mounted and ran"
+        # rdinit=/bin/sh replaces the initramfs's init by a shell: it waits at its prompt, and is acceptable only
+        # as a shell that holds nothing — the agent never ran, so nothing was released.
+        shell=""
+        if [ "$QEMU_RC" = 124 ] && grep -qaE '^sh-[0-9.]+# ' "$log_" && ! grep -qa 'cvm-unlock' "$log_"; then shell=1; fi
+        [ -z "$why" ] && [ "$QEMU_RC" = 124 ] && [ -z "$shell" ] && why="still running after $limit s"
+        [ -z "$why" ] && [ -z "$shell" ] && ! grep -qE 'reboot: Power down|Powering off|Kernel panic' "$log_" && why="the VM neither powered off nor panicked"
+        how=$(grep -oE 'cvm-unlock: failure \{.*"code":"[A-Z]+"' "$log_" | grep -oE '"code":"[A-Z]+"' | head -n1 || true)
+        [ -n "$how" ] && how="the agent's failure $how"
+        [ -z "$how" ] && grep -qE 'cvm-unlock: emergency in the initramfs' "$log_" && how="the emergency drop-in"
+        [ -z "$how" ] && grep -q 'Kernel panic' "$log_" && how="a kernel panic (the shell exited)"
+        [ -z "$how" ] && [ -n "$shell" ] && how="nothing: a shell at its prompt that never ran the agent (stopped after $limit s)"
+        if [ -z "$why" ]; then result "boot 13 (escape $esc)" PASS "nothing released; ended by ${how:-power off}; ${BOOT_SECS} s"
+        else result "boot 13 (escape $esc)" FAIL "$why; ${BOOT_SECS} s"; { tail -n 40 "$log_"; echo; } | sed 's/^/    | /' >&2; fi
+    done
+    stop_broker
+fi
+
+if want 14; then
+    # The production config on this TEE-less VM (tee.allow_simulated false): fails closed, power off, and
+    # the record on the console says there is no TEE.
+    PCONFDIR="$S/conf-prod"
+    mkdir -p "$PCONFDIR" && cp "$CONFDIR/ca.pem" "$PCONFDIR/"
+    node -e 'const c=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); c.tee.allow_simulated=false; require("fs").writeFileSync(process.argv[2], JSON.stringify(c))' "$CONFDIR/config.json" "$PCONFDIR/config.json"
+    CONFDIR=$PCONFDIR build_image "$S/initrd-prod.img"
+    start_broker
+    n=$(grep -c 'GET /kbs/v0/resource/.* 200' "$S/broker.log" || true)
+    E2E_BOOT_TIMEOUT=150 run_qemu seabios "$S/serial-14.log" -kernel "$VMLINUZ" -initrd "$S/initrd-prod.img" -append "$CMDLINE"
+    released=$(( $(grep -c 'GET /kbs/v0/resource/.* 200' "$S/broker.log" || true) - n ))
+    stop_broker
+    why=""
+    [ "$released" != 0 ] && why="the broker released the passphrase"
+    [ -z "$why" ] && grep -qF "$MARKER" "$S/serial-14.log" && why="root was mounted"
+    [ -z "$why" ] && ! grep -q 'cvm-unlock: failure {.*"code":"TEE".*no TEE found' "$S/serial-14.log" && why="no failure record saying there is no TEE"
+    [ -z "$why" ] && ! grep -qE 'reboot: Power down|Powering off' "$S/serial-14.log" && why="the VM did not power itself off"
+    if [ -z "$why" ]; then result "boot 14 (SeaBIOS, production config: no TEE → fails closed)" PASS "powered off, record: no TEE; ${BOOT_SECS} s"
+    else result "boot 14 (SeaBIOS, production config: no TEE → fails closed)" FAIL "$why"; tail -n 40 "$S/serial-14.log" | sed 's/^/    | /' >&2; fi
 fi
 
 if want 12; then
