@@ -19,6 +19,20 @@ import { decode, TpmFormatError, TYPES } from "../../src/tpm/marshal.js";
 import { fixtureText } from "../helpers/fixtures.js";
 import { headerBytes } from "../helpers/fixtures.js";
 import { vbytes, vjson } from "../helpers/vectors.js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { applyCmdline, shellEscapes } from "../../src/config/cmdline.js";
+import { checkHeaderCiphers, DEFAULT_CIPHERS } from "../../src/luks/ciphers.js";
+import { parseCryptTable } from "../../src/luks/mapping.js";
+import { authenticodeRanges } from "../../src/measured-boot/authenticode.js";
+import { ccelRtmrs, trimCcel } from "../../src/measured-boot/ccel.js";
+import { parseEventLog, replay } from "../../src/measured-boot/eventlog.js";
+import { parseOvmf } from "../../src/tee/snp/measure.js";
+import { parseCrl } from "../../src/tee/verify/crl.js";
+import { ROOT } from "../helpers/bin.js";
+import { rewriteLuksJson } from "../helpers/luks-tamper.js";
+
+const fuzzConfig = parseConfig({ deadline_s: 60, volumes: [{ name: "root", device: "/dev/vda2" }] }, "fuzz");
 
 const typed = (allowed: (new (...a: any[]) => Error)[]) => (fn: () => unknown) => {
   try {
@@ -63,7 +77,7 @@ const sealPub = new Uint8Array(Buffer.from(importToken.seal_pub, "base64"));
 const luksJson = JSON.parse(new TextDecoder().decode(luks.subarray(4096, 16384)).replace(/\0+$/, ""));
 
 export { importToken, importHeader };
-export const PROPERTIES: { name: string; share: number; prop: fc.IProperty<any> }[] = [
+const EARLIER: { name: string; share: number; prop: fc.IProperty<any> }[] = [
   { name: "SNP report parser", share: 0.1, prop: fc.property(mutated(snp), (b) => layoutOnly(() => parseReport(b))) },
   { name: "SNP certificate table parser", share: 0.05, prop: fc.property(mutated(certTable), (b) => layoutOnly(() => parseCertTable(b))) },
   { name: "TDX quote parser", share: 0.15, prop: fc.property(mutated(quote), (b) => layoutOnly(() => parseQuote(b))) },
@@ -94,6 +108,40 @@ export const PROPERTIES: { name: string; share: number; prop: fc.IProperty<any> 
   { name: "TPM2B_PUBLIC unmarshal", share: 0.05, prop: fc.property(mutated(sealPub), (b) => typed([TpmFormatError])(() => decode(TYPES.TPM2B_PUBLIC, b))) },
   { name: "u64-safe JSON parser", share: 0.05, prop: fc.property(fc.string(), (s) => typed([SyntaxError])(() => parseJsonBig(s))) },
 ];
+
+const eventlog = vbytes("pcr/shim-uki-secureboot/eventlog-uki1.bin");
+const ccelArea = new Uint8Array(readFileSync(join(ROOT, "test/vectors/go-tdx-guest/ccel_data.dat")));
+const ccel = trimCcel(ccelArea);
+const shimHead = vbytes("pcr/binaries/shimx64-snakeoil.efi").slice(0, 8192);
+const pckCrl = new Uint8Array(readFileSync(join(ROOT, "test/vectors/go-tdx-guest/pckcrl")));
+const ovmf = new Uint8Array(readFileSync(join(ROOT, "test/vectors/sev-snp-measure/ovmf_AmdSev_suffix.bin")));
+const LUKS_KEYS = ["keyslots", "tokens", "segments", "digests", "config"] as const;
+
+/** Parsers added with the trust-boundaries and measured-boot work (#16: hostile LUKS JSON under a valid checksum). */
+const LATER: { name: string; share: number; prop: fc.IProperty<any> }[] = [
+  { name: "TCG event log parser and replay", share: 0.05, prop: fc.property(mutated(eventlog), (b) => cvmOnly(() => replay(parseEventLog(b)))) },
+  { name: "TDX CCEL trim and RTMR replay", share: 0.04, prop: fc.property(mutated(ccel, ccel.length + 64), (b) => cvmOnly(() => ccelRtmrs(trimCcel(b)))) },
+  { name: "PE Authenticode layout", share: 0.04, prop: fc.property(mutated(shimHead), (b) => cvmOnly(() => authenticodeRanges(b))) },
+  { name: "X.509 CRL parser", share: 0.03, prop: fc.property(mutated(pckCrl), (b) => cvmOnly(() => parseCrl(b))) },
+  { name: "OVMF footer table and SEV metadata", share: 0.03, prop: fc.property(mutated(ovmf, ovmf.length), (b) => cvmOnly(() => parseOvmf(b))) },
+  { name: "dm-crypt table line", share: 0.03, prop: fc.property(fc.oneof(fc.string(), fc.constantFrom("0 98304 crypt aes-xts-plain64 :64:logon:cryptsetup:x-d0 0 254:0 32768").chain((l) => fc.string().map((t) => l + t))), (t) => cvmOnly(() => parseCryptTable("m", "CRYPT-LUKS2-x-m", t))) },
+  { name: "kernel command line (escapes, rd.cvm_unlock.*)", share: 0.03, prop: fc.property(fc.string(), (t) => cvmOnly(() => (shellEscapes(t), applyCmdline(fuzzConfig, t)))) },
+  {
+    name: "LUKS2 header: hostile JSON under a valid checksum → model and cipher check",
+    share: 0.05,
+    prop: fc.property(fc.constantFrom(...LUKS_KEYS).chain((k) => fc.jsonValue().map((v) => [k, v] as const)), ([k, v]) => {
+      let img: Uint8Array;
+      try {
+        img = rewriteLuksJson(luks.slice(), (j) => void (j[k] = v));
+      } catch {
+        return; // does not fit the JSON area: not a header the host could serve
+      }
+      cvmOnly(() => checkHeaderCiphers("root", parseLuks2(img), DEFAULT_CIPHERS));
+    }),
+  },
+];
+const laterShare = LATER.reduce((n, p) => n + p.share, 0);
+export const PROPERTIES = [...EARLIER.map((p) => ({ ...p, share: p.share * (1 - laterShare) })), ...LATER];
 
 export function runAll(total: number, seed?: number): { name: string; runs: number; ms: number }[] {
   return PROPERTIES.map(({ name, share, prop }) => {
