@@ -19,7 +19,8 @@ export async function unlockThroughBroker(
   ctx: Context,
   a: { eff: Effective; deps: UnlockDeps; deadline: Deadline; needBroker: Volume[]; devices: Map<string, string>; skipped: { name: string; reason: string }[]; converted?: AskVolume[] },
 ): Promise<Result> {
-  const { eff, deps, deadline, needBroker, devices, skipped } = a;
+  const { eff, deps, deadline, devices, skipped } = a;
+  let needBroker = a.needBroker;
   const converted = a.converted ?? []; // answered alongside; the caller wipes them
   const config = eff.config;
   const provider = deps.provider ? deps.provider(eff, ctx) : chooseProvider({ allowSimulated: config.tee.allow_simulated, vmpl: config.tee.vmpl, log: ctx.log, native: ctx.native });
@@ -39,7 +40,20 @@ export async function unlockThroughBroker(
     throw e;
   }
   try {
-    await ctx.trace.run("check", () => Promise.all(needBroker.map((v, i) => checks[i]!.check(secrets.get(v.resource!)!))));
+    // Every passphrase is proven on its keyslot. A volume the config marks `required: false` whose passphrase
+    // opens nothing is dropped (named in the log and the result); any other failure stops the unlock.
+    const proven = await ctx.trace.run("check", () => Promise.allSettled(needBroker.map((v, i) => checks[i]!.check(secrets.get(v.resource!)!))));
+    const failed = needBroker.map((v, i) => ({ v, r: proven[i]! })).filter((x) => x.r.status === "rejected");
+    const fatal = failed.find((x) => x.v.required !== false);
+    if (fatal) throw (fatal.r as PromiseRejectedResult).reason;
+    for (const { v, r } of failed) {
+      const why = ((r as PromiseRejectedResult).reason as Error).message;
+      ctx.log.warn(`volume ${v.name} is not required (config), so the others unlock without it: ${why}`, { volume: v.name });
+      skipped.push({ name: v.name, reason: `not unlocked: ${why}` });
+    }
+    const dropped = new Set(failed.map((x) => x.v.name));
+    needBroker = needBroker.filter((v) => !dropped.has(v.name));
+    if (needBroker.length === 0 && converted.length === 0) throw (failed[0]!.r as PromiseRejectedResult).reason;
     let serial: number | undefined;
     if (config.keyring.handoff === "ask-password") {
       const volumes = [...converted, ...needBroker.map((v) => ({ name: v.name, match: askIds(v, devices.get(v.name)!), passphrase: secrets.get(v.resource!)! }))];

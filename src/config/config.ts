@@ -14,6 +14,8 @@ export interface Volume {
   resource?: string;
   /** Allowed "<cipher>:<bits>" for its segment and keyslot areas (default aes-xts-plain64:512). */
   ciphers?: string[];
+  /** false: a failure of this volume does not stop the others (default true). */
+  required?: boolean;
 }
 
 export interface Config {

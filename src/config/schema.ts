@@ -77,6 +77,9 @@ export const CONFIG_SCHEMA: Spec = {
             name: { spec: { kind: "string", expect: "a volume name of 1-64 characters [A-Za-z0-9_.+-]", check: isVolumeName }, required: true },
             device: { spec: { kind: "string", expect: "an absolute path, UUID=…, PARTUUID=… or PARTLABEL=…", check: isDeviceSpec }, required: true },
             resource: { spec: { kind: "string", expect: "a KBS resource path <repo>/<type>/<tag>", check: isResourcePath } },
+            // false: when its released passphrase opens no keyslot, the other volumes still unlock (a data
+            // volume, say); true (the default): any failure of this volume stops the whole unlock.
+            required: { spec: { kind: "bool" }, default: true },
             // The segment and keyslot-area ciphers the volume may use (luks/ciphers.ts); never cipher_null or ecb.
             ciphers: {
               spec: { kind: "array", min: 1, max: 8, of: { kind: "string", expect: `"<cipher>:<key bits>" for one of ${Object.entries(KNOWN_CIPHERS).map(([c, b]) => `${c} (${b.join("/")})`).join(", ")}`, check: isCipherSpec } },

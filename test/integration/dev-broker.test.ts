@@ -156,6 +156,24 @@ describe("the agent against the dev broker", () => {
     for (const l of r.lines) expect(l).not.toContain(PASS);
   });
 
+  it("a second volume whose released passphrase opens no keyslot: the config decides whether root still unlocks", async () => {
+    const b = await start({ store: memoryStore({ "cvm/luks/root": PASS, "cvm/luks/data": "not-the-data-passphrase" }) });
+    const two = (required: boolean) => cfg(b.url, { volumes: [{ name: "root", device: image, resource: "cvm/luks/root" }, { name: "data", device: image2, resource: "cvm/luks/data", required }] });
+    // required (the default): nothing is handed over, and the error names the volume
+    let r = await runUnlock(two(true));
+    expect(r.ok).toBe(false);
+    expect(r.error).toMatchObject({ code: "LUKS", details: { volume: "data" } });
+    expect(r.native.keys.size).toBe(0);
+    // not required: root unlocks alone, and the result says why data did not
+    r = await runUnlock(two(false));
+    expect(r.ok, r.error?.message).toBe(true);
+    expect(keyText(r)).toEqual([PASS]);
+    expect(r.data!.volumes).toMatchObject([{ name: "root" }]);
+    expect(r.data!.skipped).toEqual([{ name: "data", reason: expect.stringMatching(/^not unlocked: volume data: the passphrase from the broker opens no keyslot/) }]);
+    expect(r.lines.some((l) => /volume data is not required \(config\), so the others unlock without it/.test(l))).toBe(true);
+    for (const l of r.lines) expect(l).not.toContain("not-the-data-passphrase");
+  });
+
   it("the sample TEE is refused unless the broker runs in dev mode: fail fast, nothing in the keyring", async () => {
     const b = await start({ dev: false });
     const r = await runUnlock(cfg(b.url));
