@@ -35,6 +35,7 @@
 #           (rd.systemd.unit=emergency.target, systemd.unit=rescue.target, systemd.debug_shell,
 #           systemd.mask=cvm-unlock.service, rd.cmdline=ask, rdinit=/bin/sh, init=/bin/sh): each ends with
 #           nothing released (the broker serves no resource, nothing is unlocked, no root runs)
+#   boot 15 the vTPM image booted without its vTPM (after boot 8): no TPM, so the broker unlocks (OVMF)
 #   boot 14 the production config (tee.allow_simulated false) on this TEE-less VM: fails closed, powers off,
 #           the record says there is no TEE
 # And two checks that are not boots: 11, the initramfs built for Debian's generic kernel (a real guest's)
@@ -187,7 +188,7 @@ if want 4; then
     verdict "boot 4 (OVMF, UKI, broker releases the key)" "$S/serial-4.log" unlock
 fi
 
-if want 5 || want 6 || want 7 || want 8; then
+if want 5 || want 6 || want 7 || want 8 || want 15; then
     # The vTPM image: same broker and volume, ask-password hand-off (systemd-cryptsetup 252 never reads the
     # keyring after its TPM try), tpm.tokens; no rd.luks.options, so the module's crypttab applies.
     VCONFDIR="$S/conf-vtpm"
@@ -252,6 +253,15 @@ JSON
         stop_broker
         grep -qE 'systemd-tpm2 token [0-9]+ is stale' "$S/serial-8.log" || EXTRA_WHY="the agent did not log the stale token"
         verdict "boot 8 (OVMF + vTPM, UKI with another command line: token stale, the broker unlocks)" "$S/serial-8.log" unlock-askpass
+    fi
+    if want 15; then
+        # The vTPM image booted without its vTPM (the host withholds it): systemd-cryptsetup finds no TPM, the
+        # agent cannot check the token, and the broker unlocks.
+        start_broker
+        run_qemu ovmf "$S/serial-15.log" -drive "file=$S/esp-a.img,if=none,id=esp,format=raw" -device virtio-blk-pci,drive=esp,bootindex=0
+        stop_broker
+        grep -qa 'no TPM to check systemd-tpm2 tokens against' "$S/serial-15.log" || EXTRA_WHY="the agent did not say there is no TPM"
+        verdict "boot 15 (OVMF, the vTPM image without its vTPM: the broker unlocks)" "$S/serial-15.log" unlock-askpass
     fi
 fi
 
