@@ -27,6 +27,15 @@ export function loadEffective(ctx: Context): Effective {
   return { config: applied.config, caPem, srk, disabled: applied.disabled, cmdline: applied.applied, escapes: applied.escapes, source: path };
 }
 
+/** The bytes of a file a flag names; an unreadable one is a usage error naming the flag. */
+export function readFlagFile(flag: string, path: string): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (e) {
+    throw new CvmError("USAGE", `${flag} ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+}
+
 /** tpm.srk must be an RSA storage key's TPM2B_PUBLIC; anything else is a config error (found at build time). */
 function pinnedSrk(b: Uint8Array) {
   try {

@@ -1,6 +1,5 @@
 // cvm-unlock convert: the first-boot conversion of tpm2-import tokens (see flow/convert.ts). No network,
 // no unlocked volume: in the initramfs it runs before systemd-cryptsetup.
-import { readFileSync } from "node:fs";
 import { CvmError } from "../errors.js";
 import { convertDevice, FAULT_STEPS, type ConvertResult, type FaultStep } from "../flow/convert.js";
 import { Deadline } from "../flow/deadline.js";
@@ -9,14 +8,14 @@ import { Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
 import { pinnedStorageKey } from "../tpm/keys.js";
 import type { Runner } from "./command.js";
-import { loadEffective, noCoreDumps, refuseEscapes, waitForDevices } from "./common.js";
+import { loadEffective, noCoreDumps, readFlagFile, refuseEscapes, waitForDevices } from "./common.js";
 
 export const convert: Runner = async (ctx) => {
   await noCoreDumps(ctx);
   let devices: string[];
   let tpmSpec = typeof ctx.flags["tpm-device"] === "string" ? ctx.flags["tpm-device"] : undefined;
   // The pinned storage key: --srk, else the config's tpm.srk (withEncryption refuses to unseal without one).
-  let srk = typeof ctx.flags.srk === "string" ? pinnedStorageKey(readSrkFile(ctx.flags.srk), `--srk ${ctx.flags.srk}`) : undefined;
+  let srk = typeof ctx.flags.srk === "string" ? pinnedStorageKey(readFlagFile("--srk", ctx.flags.srk), `--srk ${ctx.flags.srk}`) : undefined;
   const fault = (typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) ? ctx.flags["fault-at"] : undefined;
   if ((typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) && fault !== undefined && !FAULT_STEPS.includes(fault as FaultStep)) throw new CvmError("USAGE", `--fault-at: expected one of ${FAULT_STEPS.join(", ")}`);
   if (typeof ctx.flags.device === "string") {
@@ -49,11 +48,3 @@ export const convert: Runner = async (ctx) => {
   const n = results.reduce((k, r) => k + r.converted.length, 0);
   return { status: "done", message: `converted ${n} tpm2-import token(s) into systemd-tpm2 tokens sealed to this TPM`, data: { results, timings_ms: ctx.trace.timings_ms } };
 };
-
-function readSrkFile(path: string): Uint8Array {
-  try {
-    return new Uint8Array(readFileSync(path));
-  } catch (e) {
-    throw new CvmError("USAGE", `--srk ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? "error"})`);
-  }
-}

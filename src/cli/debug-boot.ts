@@ -7,17 +7,11 @@ import { authenticode } from "../measured-boot/authenticode.js";
 import { parseEventLog, replay, type EventLog } from "../measured-boot/eventlog.js";
 import { predictPcrs, updateReplacements, type Digests } from "../measured-boot/predict.js";
 import type { Runner } from "./command.js";
+import { readFlagFile } from "./common.js";
 
 export const EVENTLOG_PATH = "/sys/kernel/security/tpm0/binary_bios_measurements";
 const SYSFS_PCRS = "/sys/class/tpm/tpm0";
 
-export const readFile = (flag: string, path: string): Uint8Array => {
-  try {
-    return new Uint8Array(readFileSync(path));
-  } catch (e) {
-    throw new CvmError("USAGE", `${flag} ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? "error"})`);
-  }
-};
 export const digestsOf = (b: Uint8Array): Digests => {
   const a = authenticode(b);
   return { sha1: hex(a.sha1), sha256: hex(a.sha256) };
@@ -25,7 +19,7 @@ export const digestsOf = (b: Uint8Array): Digests => {
 
 export const debugAuthenticode: Runner = async (ctx) => {
   const file = ctx.positionals[0]!;
-  const d = digestsOf(readFile("FILE", file));
+  const d = digestsOf(readFlagFile("FILE", file));
   ctx.print(`sha1   ${d.sha1}\nsha256 ${d.sha256}`);
   return { status: "done", message: `Authenticode of ${file}`, data: { file, authenticode: d } };
 };
@@ -57,15 +51,15 @@ function sysfsPcrs(log: EventLog, pcrs: number[]): Record<string, Record<number,
 export const debugPcrs: Runner = async (ctx) => {
   const f = ctx.flags;
   const path = typeof f.eventlog === "string" ? f.eventlog : EVENTLOG_PATH;
-  const log = parseEventLog(readFile("--eventlog", path));
+  const log = parseEventLog(readFlagFile("--eventlog", path));
   const pcrs = [4, 7];
   const replayed = replay(log);
   const rep = Object.fromEntries(log.banks.filter((b) => replayed.has(b.name)).map((b) => [b.name, Object.fromEntries(pcrs.map((p) => [p, hex(replayed.get(b.name)!.get(p) ?? new Uint8Array(b.size))]))]));
   // Live values: --live-pcrs FILE (JSON bank → pcr → hex) for a saved log, else sysfs when this is that boot.
-  const live = typeof f["live-pcrs"] === "string" ? (JSON.parse(new TextDecoder().decode(readFile("--live-pcrs", f["live-pcrs"]))) as Record<string, Record<number, string>>) : typeof f.eventlog === "string" ? {} : sysfsPcrs(log, pcrs);
+  const live = typeof f["live-pcrs"] === "string" ? (JSON.parse(new TextDecoder().decode(readFlagFile("--live-pcrs", f["live-pcrs"]))) as Record<string, Record<number, string>>) : typeof f.eventlog === "string" ? {} : sysfsPcrs(log, pcrs);
 
-  const newUki = typeof f.uki === "string" ? digestsOf(readFile("--uki", f.uki)) : typeof f["uki-authenticode"] === "string" ? parseDigests(f["uki-authenticode"], "--uki-authenticode") : undefined;
-  const newShim = typeof f.shim === "string" ? digestsOf(readFile("--shim", f.shim)) : undefined;
+  const newUki = typeof f.uki === "string" ? digestsOf(readFlagFile("--uki", f.uki)) : typeof f["uki-authenticode"] === "string" ? parseDigests(f["uki-authenticode"], "--uki-authenticode") : undefined;
+  const newShim = typeof f.shim === "string" ? digestsOf(readFlagFile("--shim", f.shim)) : undefined;
   let predicted: Record<string, Record<number, string>> | undefined;
   if (newUki || newShim) {
     if (Object.keys(live).length === 0) throw new CvmError("USAGE", "a prediction needs the live PCRs to check the log against (run on the booted system, or give --live-pcrs FILE)");

@@ -20,7 +20,7 @@ import type { Verification } from "../tee/verify/result.js";
 import { certBytes, verifySnp, type SnpCerts } from "../tee/verify/snp.js";
 import { verifyTdx } from "../tee/verify/tdx.js";
 import type { Runner } from "./command.js";
-import { loadEffective } from "./common.js";
+import { loadEffective, readFlagFile } from "./common.js";
 
 export const debugDetect: Runner = async () => {
   const d = detectTee();
@@ -87,13 +87,7 @@ export const debugVerify: Runner = async (ctx) => {
   const now = typeof ctx.flags.at === "string" ? new Date(ctx.flags.at) : new Date();
   if (Number.isNaN(now.getTime())) throw new CvmError("USAGE", "--at: expected an ISO 8601 time");
   const dirCerts = typeof ctx.flags.certs === "string" ? certsFromDir(ctx.flags.certs) : {};
-  const crls = typeof ctx.flags.crl === "string" ? ctx.flags.crl.split(",").filter(Boolean).map((f) => {
-    try {
-      return new Uint8Array(readFileSync(f));
-    } catch (e) {
-      throw new CvmError("USAGE", `--crl ${f}: cannot read (${(e as NodeJS.ErrnoException).code})`);
-    }
-  }) : [];
+  const crls = typeof ctx.flags.crl === "string" ? ctx.flags.crl.split(",").filter(Boolean).map((f) => readFlagFile("--crl", f)) : [];
   const k = detectKind(bytes);
   let fields: Record<string, unknown>;
   let v: Verification | undefined;

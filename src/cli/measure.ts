@@ -1,19 +1,11 @@
 // cvm-unlock measure snp: the SEV-SNP launch digest a guest launched from these files will report, for the
 // broker's policy (tee/snp/measure.ts). With --kernel it is the measured direct boot digest, which pins the
 // kernel, the initramfs (and so the agent, its config and CA) and the command line, not only the firmware.
-import { readFileSync } from "node:fs";
 import { hex } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import { snpLaunchDigest, snpOvmfHash, VCPU_TYPES, type Vmm } from "../tee/snp/measure.js";
 import type { Runner } from "./command.js";
-
-const read = (flag: string, path: string): Uint8Array => {
-  try {
-    return new Uint8Array(readFileSync(path));
-  } catch (e) {
-    throw new CvmError("USAGE", `--${flag} ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? "error"})`);
-  }
-};
+import { readFlagFile } from "./common.js";
 
 function intFlag(v: string | boolean | undefined, name: string, dflt: number): number {
   if (v === undefined) return dflt;
@@ -36,15 +28,15 @@ export const measureSnp: Runner = async (ctx) => {
   else if (vmm === "qemu") throw new CvmError("USAGE", "measure snp needs --vcpu-type NAME (e.g. EPYC-v4) or --vcpu-sig N: QEMU puts the CPUID signature into each VMSA");
   else vcpuSig = 0;
   if (typeof f.kernel !== "string" && (f.initrd !== undefined || f.append !== undefined)) throw new CvmError("USAGE", "--initrd and --append need --kernel (measured direct boot)");
-  const ovmf = read("ovmf", f.ovmf);
+  const ovmf = readFlagFile("--ovmf", f.ovmf);
   const input = {
     ovmf,
     vcpus: intFlag(f.vcpus, "vcpus", 1),
     vcpuSig,
     guestFeatures: BigInt(intFlag(f["guest-features"], "guest-features", 1)),
     vmm,
-    kernel: typeof f.kernel === "string" ? read("kernel", f.kernel) : undefined,
-    initrd: typeof f.initrd === "string" ? read("initrd", f.initrd) : undefined,
+    kernel: typeof f.kernel === "string" ? readFlagFile("--kernel", f.kernel) : undefined,
+    initrd: typeof f.initrd === "string" ? readFlagFile("--initrd", f.initrd) : undefined,
     append: typeof f.append === "string" ? f.append : undefined,
   };
   const digest = hex(snpLaunchDigest(input));

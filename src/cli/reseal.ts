@@ -9,19 +9,19 @@ import { Tpm } from "../tpm/commands.js";
 import { pinnedStorageKey } from "../tpm/keys.js";
 import { openTpm } from "../tpm/transport.js";
 import type { Runner } from "./command.js";
-import { loadEffective, noCoreDumps } from "./common.js";
-import { digestsOf, EVENTLOG_PATH, parseDigests, readFile } from "./debug-boot.js";
+import { loadEffective, noCoreDumps, readFlagFile } from "./common.js";
+import { digestsOf, EVENTLOG_PATH, parseDigests } from "./debug-boot.js";
 
 export const reseal: Runner = async (ctx) => {
   await noCoreDumps(ctx);
   const f = ctx.flags;
-  const uki = typeof f.uki === "string" ? digestsOf(readFile("--uki", f.uki)) : typeof f["uki-authenticode"] === "string" ? parseDigests(f["uki-authenticode"], "--uki-authenticode") : undefined;
-  const shim = typeof f.shim === "string" ? digestsOf(readFile("--shim", f.shim)) : undefined;
+  const uki = typeof f.uki === "string" ? digestsOf(readFlagFile("--uki", f.uki)) : typeof f["uki-authenticode"] === "string" ? parseDigests(f["uki-authenticode"], "--uki-authenticode") : undefined;
+  const shim = typeof f.shim === "string" ? digestsOf(readFlagFile("--shim", f.shim)) : undefined;
   if (!uki && !shim) throw new CvmError("USAGE", "reseal needs --uki NEW.efi (or --uki-authenticode) and/or --shim NEW.efi");
-  const eventlog = parseEventLog(readFile("--eventlog", typeof f.eventlog === "string" ? f.eventlog : EVENTLOG_PATH));
+  const eventlog = parseEventLog(readFlagFile("--eventlog", typeof f.eventlog === "string" ? f.eventlog : EVENTLOG_PATH));
   let devices: string[];
   let tpmSpec = typeof f["tpm-device"] === "string" ? f["tpm-device"] : undefined;
-  let srk = typeof f.srk === "string" ? pinnedStorageKey(readFile("--srk", f.srk), `--srk ${f.srk}`) : undefined;
+  let srk = typeof f.srk === "string" ? pinnedStorageKey(readFlagFile("--srk", f.srk), `--srk ${f.srk}`) : undefined;
   if (typeof f.device === "string") devices = [f.device];
   else {
     const eff = loadEffective(ctx);
