@@ -11,7 +11,8 @@ import { Secret } from "../log/secret.js";
 import { readLuksHeaderFile } from "../luks/header.js";
 import { importToken, keyslotOpens } from "../luks/tokens.js";
 import { BANKS } from "../tpm/commands.js";
-import { makeImportBlobs, rsaStorageKey, type RsaStorageKey } from "../tpm/duplicate.js";
+import { makeImportBlobs } from "../tpm/duplicate.js";
+import { rsaStorageKey, type RsaStorageKey } from "../tpm/keys.js";
 import { decode, TYPES } from "../tpm/marshal.js";
 import { tokenPolicyDigest } from "../tpm/policy.js";
 import type { Runner } from "./command.js";
@@ -90,7 +91,7 @@ export const seal: Runner = async (ctx) => {
   if (existing.length === 0) throw new CvmError("USAGE", "seal --enroll reads an existing passphrase of the image from stdin");
   const secret = Secret.adopt(crypto.getRandomValues(new Uint8Array(32)));
   const policy = tokenPolicyDigest(bank, values, false);
-  const blobs = makeImportBlobs(srk, policy, secret);
+  const blobs = await makeImportBlobs(srk, policy, secret);
   const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
   const token: Record<string, unknown> = {
     type: "tpm2-import", keyslots: [slot],

@@ -7,15 +7,12 @@
 import { cfb } from "@noble/ciphers/aes.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { constants, createPublicKey, publicEncrypt } from "node:crypto";
-import { concat, u32be } from "../bytes.js";
-import { CvmError } from "../errors.js";
+import { concat } from "../bytes.js";
 import type { Secret } from "../log/secret.js";
 import { ALG, encode, tpm2b, TYPES, Writer, type TpmtPublic } from "./marshal.js";
 import { kdfA } from "./session.js";
 
-import { nameOf, type RsaStorageKey } from "./keys.js";
-export { nameOf, rsaStorageKey, type RsaStorageKey } from "./keys.js";
+import { nameOf, oaepEncryptTo, type RsaStorageKey } from "./keys.js";
 
 /** TPMT_SENSITIVE marshalled as a TPM2B: type, authValue (empty), seedValue, sensitive. */
 function sensitive(type: number, seedValue: Uint8Array, data: Uint8Array): Uint8Array {
@@ -36,13 +33,6 @@ function wrap(seed: Uint8Array, name: Uint8Array, sens: Uint8Array, iv?: Uint8Ar
   return new Writer().u16(all.length).raw(all).bytes();
 }
 
-function oaepDuplicate(key: RsaStorageKey, seed: Uint8Array): Uint8Array {
-  let e = u32be(key.e);
-  while (e.length > 1 && e[0] === 0) e = e.subarray(1); // minimal big-endian, as JWK wants
-  const k = createPublicKey({ key: { kty: "RSA", n: Buffer.from(key.n).toString("base64url"), e: Buffer.from(e).toString("base64url") }, format: "jwk" });
-  return new Uint8Array(publicEncrypt({ key: k, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256", oaepLabel: Buffer.from("DUPLICATE\0") }, seed));
-}
-
 export interface ImportBlobs {
   parentPub: Uint8Array;
   parentPrv: Uint8Array;
@@ -52,7 +42,7 @@ export interface ImportBlobs {
 }
 
 /** Everything the token needs to carry `secret`, sealed to `policy`, for import under `srk`. */
-export function makeImportBlobs(srk: RsaStorageKey, policy: Uint8Array, secret: Secret): ImportBlobs {
+export async function makeImportBlobs(srk: RsaStorageKey, policy: Uint8Array, secret: Secret): Promise<ImportBlobs> {
   const rnd = (n: number) => crypto.getRandomValues(new Uint8Array(n));
   // The storage parent: AES-128-CFB symmetric key, restricted|decrypt|userWithAuth, duplicable.
   const parentKey = rnd(16), parentSeedValue = rnd(32);
@@ -75,7 +65,7 @@ export function makeImportBlobs(srk: RsaStorageKey, policy: Uint8Array, secret: 
   const dupSeed = rnd(32);
   const parentSens = sensitive(ALG.SYMCIPHER, parentSeedValue, parentKey);
   const parentPrv = wrap(dupSeed, parentName, parentSens);
-  const encSeed = oaepDuplicate(srk, dupSeed);
+  const encSeed = await oaepEncryptTo(srk, "DUPLICATE", dupSeed);
   [parentKey, parentSeedValue, childObf, dupSeed, parentSens].forEach((b) => b.fill(0));
   return {
     parentPub: encode(TYPES.TPM2B_PUBLIC, parentPub),

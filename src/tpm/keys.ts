@@ -1,7 +1,7 @@
 // Names and storage keys of TPM objects, computed in software (no node:crypto, so the agent's convert path
 // loads nothing heavy): the Name the TPM reports for an object, and the RSA storage key a pin describes.
 import { sha256 } from "@noble/hashes/sha2.js";
-import { concat } from "../bytes.js";
+import { concat, u32be } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import { ALG, decode, encode, TYPES, type TpmtPublic } from "./marshal.js";
 
@@ -18,6 +18,16 @@ export function rsaStorageKey(pub: TpmtPublic): RsaStorageKey {
   if (pub.type !== ALG.RSA || pub.nameAlg !== ALG.SHA256) throw new CvmError("TPM", "the target storage key must be an RSA key with SHA-256 name algorithm");
   if ((pub.objectAttributes & 0x30000) !== 0x30000) throw new CvmError("TPM", "the target key is not a restricted decryption (storage) key");
   return { n: pub.unique as Uint8Array, e: (pub.exponent as number) || 65537 };
+}
+
+/** RSA-OAEP with SHA-256 to a storage key, with the TPM's label convention (the label and a NUL): how a
+ *  salt ("SECRET") or a duplication seed ("DUPLICATE") is encrypted to a TPM's key. */
+export async function oaepEncryptTo(key: RsaStorageKey, label: string, data: Uint8Array): Promise<Uint8Array> {
+  let e = u32be(key.e);
+  while (e.length > 1 && e[0] === 0) e = e.subarray(1); // minimal big-endian, as JWK wants
+  const b64u = (b: Uint8Array) => Buffer.from(b).toString("base64url");
+  const k = await crypto.subtle.importKey("jwk", { kty: "RSA", n: b64u(key.n), e: b64u(e), alg: "RSA-OAEP-256", ext: true }, { name: "RSA-OAEP", hash: "SHA-256" }, false, ["encrypt"]);
+  return new Uint8Array(await crypto.subtle.encrypt({ name: "RSA-OAEP", label: new TextEncoder().encode(`${label}\0`) }, k, new Uint8Array(data)));
 }
 
 /** The pinned storage key (tpm.srk): a marshalled TPM2B_PUBLIC of an RSA storage key, or a typed TPM error. */

@@ -1,7 +1,7 @@
 // A salted HMAC session used for parameter encryption: tpmKey = the storage key the owner pinned (RSA,
-// OAEP salt), or as systemd 252 does an ECC P-256 primary; no bind, AES-128-CFB, SHA-256. The unsealed
-// secret then crosses the TPM interface encrypted, and the response HMAC proves it came from the TPM.
-// Formulas: TPM 2.0 Library Part 1 §11.4.9 (KDFa, KDFe), §19.6 (session key, HMAC), §21 (CFB encryption).
+// OAEP salt); no bind, AES-128-CFB, SHA-256. The unsealed secret then crosses the TPM interface encrypted,
+// and the response HMAC proves it came from the TPM.
+// Formulas: TPM 2.0 Library Part 1 §11.4.9 (KDFa), §19.6 (session key, HMAC), §21 (CFB encryption).
 import { cfb } from "@noble/ciphers/aes.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { sha256 } from "@noble/hashes/sha2.js";
@@ -9,6 +9,7 @@ import { concat as cat, equalBytes as eq, u32be as u32 } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import { ALG, Reader, tpm2b, Writer } from "./marshal.js";
 import { CC, RH, type Tpm } from "./commands.js";
+import { oaepEncryptTo, type RsaStorageKey } from "./keys.js";
 
 const label = (s: string) => cat(new TextEncoder().encode(s), Uint8Array.of(0));
 
@@ -16,13 +17,6 @@ const label = (s: string) => cat(new TextEncoder().encode(s), Uint8Array.of(0));
 export function kdfA(key: Uint8Array, lbl: string, u: Uint8Array, v: Uint8Array, bits: number): Uint8Array {
   const out: Uint8Array[] = [];
   for (let i = 1, n = 0; n * 8 < bits; i++, n += 32) out.push(hmac(sha256, key, cat(u32(i), label(lbl), u, v, u32(bits))));
-  return cat(...out).slice(0, bits / 8);
-}
-
-/** KDFe with SHA-256: H(i ‖ Z ‖ label ‖ 0 ‖ u ‖ v), concatenated and cut to `bits`. */
-export function kdfE(z: Uint8Array, lbl: string, u: Uint8Array, v: Uint8Array, bits: number): Uint8Array {
-  const out: Uint8Array[] = [];
-  for (let i = 1, n = 0; n * 8 < bits; i++, n += 32) out.push(sha256(cat(u32(i), z, label(lbl), u, v)));
   return cat(...out).slice(0, bits / 8);
 }
 
@@ -36,34 +30,15 @@ export class EncryptSession {
     private nonceTPM: Uint8Array,
   ) {}
 
-  /** StartAuthSession salted to the ECC P-256 primary `tpmKey` (whose public point is x, y). Only for a key
-   *  whose public the caller trusts: the agent salts to the pinned RSA key (startSaltedToPinned). */
-  static async start(tpm: Tpm, tpmKey: number, pub: { x: Uint8Array; y: Uint8Array }): Promise<EncryptSession> {
-    const ecdh = { name: "ECDH", namedCurve: "P-256" } as const;
-    const eph = (await crypto.subtle.generateKey(ecdh, false, ["deriveBits"])) as CryptoKeyPair;
-    const ephRaw = new Uint8Array(await crypto.subtle.exportKey("raw", eph.publicKey));
-    const ex = ephRaw.slice(1, 33), ey = ephRaw.slice(33, 65);
-    const tpmPub = await crypto.subtle.importKey("raw", cat(Uint8Array.of(4), pub.x, pub.y), ecdh, false, []);
-    const z = new Uint8Array(await crypto.subtle.deriveBits({ name: "ECDH", public: tpmPub }, eph.privateKey, 256));
-    const salt = kdfE(z, "SECRET", ex, pub.x, 256);
-    z.fill(0);
-    const point = new Writer().u16(ex.length).raw(ex).u16(ey.length).raw(ey).bytes();
-    return EncryptSession.startWithSalt(tpm, tpmKey, point, salt);
-  }
-
   /**
    * StartAuthSession salted to the RSA storage key the owner pinned: the salt is RSA-OAEP(SHA-256, label
    * "SECRET") encrypted to the *pinned* public key, never to one the transport returned. A substitute primary
    * cannot decrypt it, so it cannot learn the session key (and its HMACs fail). `tpmKey` is the handle of
    * the TPM's own copy of that key; the caller has checked its Name against the pin.
    */
-  static async startSaltedToPinned(tpm: Tpm, tpmKey: number, pinned: { n: Uint8Array; e: number }): Promise<EncryptSession> {
-    let e = u32(pinned.e || 65537);
-    while (e.length > 1 && e[0] === 0) e = e.subarray(1);
-    const b64u = (b: Uint8Array) => btoa(String.fromCharCode(...b)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-    const key = await crypto.subtle.importKey("jwk", { kty: "RSA", n: b64u(pinned.n), e: b64u(e), alg: "RSA-OAEP-256", ext: true }, { name: "RSA-OAEP", hash: "SHA-256" }, false, ["encrypt"]);
+  static async startSaltedToPinned(tpm: Tpm, tpmKey: number, pinned: RsaStorageKey): Promise<EncryptSession> {
     const salt = crypto.getRandomValues(new Uint8Array(32));
-    const encrypted = new Uint8Array(await crypto.subtle.encrypt({ name: "RSA-OAEP", label: label("SECRET") }, key, salt));
+    const encrypted = await oaepEncryptTo(pinned, "SECRET", salt);
     return EncryptSession.startWithSalt(tpm, tpmKey, new Writer().u16(encrypted.length).raw(encrypted).bytes(), salt);
   }
 

@@ -76,7 +76,7 @@ describe("response codes", () => {
 describe("ReadPublic and PolicyAuthValue on swtpm", () => {
   it("ReadPublic returns the created primary's public area and a Name equal to nameAlg ‖ SHA-256(public)", async () => {
     const { createPrimary, readPublic, SYSTEMD_ECC_PRIMARY } = await import("../../src/tpm/objects.js");
-    const { nameOf } = await import("../../src/tpm/duplicate.js");
+    const { nameOf } = await import("../../src/tpm/keys.js");
     const p = await createPrimary(tpm, SYSTEMD_ECC_PRIMARY);
     try {
       const rp = await readPublic(tpm, p.handle);
