@@ -1,10 +1,11 @@
 // The LUKS side of the broker path: find the volume's block device, and prove a passphrase opens one of
 // its keyslots with `cryptsetup open --test-passphrase --key-file=-` (passphrase on stdin only; nothing
 // is activated, so no device-mapper is needed).
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { CvmError } from "../errors.js";
 import type { Secret } from "../log/secret.js";
 import { spawnWithStdin } from "../proc.js";
+import { dmUuidIsLuks, listDm } from "./mapping.js";
 
 /** UUID=/PARTUUID=/PARTLABEL= → the udev symlink; absolute paths as they are. */
 export function devicePath(spec: string): string {
@@ -25,20 +26,7 @@ export const deviceExists = (path: string): boolean => existsSync(path);
 /** Is the LUKS volume with this UUID open (a dm-crypt mapping made by libcryptsetup, whatever its name)?
  *  libcryptsetup names the mapping's dm UUID CRYPT-<type>-<uuid without dashes>-<name>. */
 export function luksActive(uuid: string, sysBlock = "/sys/block"): boolean {
-  const want = new RegExp(`^CRYPT-LUKS[12]-${uuid.replace(/-/g, "").replace(/[^0-9A-Za-z]/g, "\\$&")}-`, "i");
-  let entries: string[];
-  try {
-    entries = readdirSync(sysBlock).filter((d) => d.startsWith("dm-"));
-  } catch {
-    return false;
-  }
-  return entries.some((d) => {
-    try {
-      return want.test(readFileSync(`${sysBlock}/${d}/dm/uuid`, "utf8"));
-    } catch {
-      return false;
-    }
-  });
+  return listDm(sysBlock).some((d) => dmUuidIsLuks(d.dmUuid, uuid, ["1", "2"]));
 }
 
 export interface CryptsetupResult {

@@ -37,7 +37,7 @@ export function parseCryptTable(name: string, dmUuid: string, table: string): Li
   return { name, dmUuid, cipher: w[3]!, keyBits, offsetSectors: Number(w[7]), sectorSize: ss ? Number(ss.slice(12)) : 512, device: w[6]! };
 }
 
-/** The dm devices the kernel has: name and dm UUID from sysfs. */
+/** The dm devices the kernel has: dm UUID and name from sysfs (the name falls back to the dm-N entry). */
 export function listDm(sysBlock = "/sys/block"): { name: string; dmUuid: string }[] {
   let entries: string[] = [];
   try {
@@ -46,19 +46,24 @@ export function listDm(sysBlock = "/sys/block"): { name: string; dmUuid: string 
     return [];
   }
   const out: { name: string; dmUuid: string }[] = [];
-  for (const d of entries) {
+  const read = (f: string) => {
     try {
-      out.push({ name: readFileSync(`${sysBlock}/${d}/dm/name`, "utf8").trim(), dmUuid: readFileSync(`${sysBlock}/${d}/dm/uuid`, "utf8").trim() });
+      return readFileSync(f, "utf8").trim();
     } catch {
-      /* removed while we looked */
+      return undefined; // removed while we looked
     }
+  };
+  for (const d of entries) {
+    const dmUuid = read(`${sysBlock}/${d}/dm/uuid`);
+    if (dmUuid !== undefined) out.push({ name: read(`${sysBlock}/${d}/dm/name`) ?? d, dmUuid });
   }
   return out;
 }
 
-/** Is this dm UUID libcryptsetup's for the LUKS volume with this UUID? */
-export const dmUuidIsLuks = (dmUuid: string, luksUuid: string): boolean =>
-  dmUuid.toUpperCase().startsWith(`CRYPT-LUKS2-${luksUuid.replace(/-/g, "").toUpperCase()}-`);
+/** Is this dm UUID libcryptsetup's (CRYPT-LUKS<version>-<uuid without dashes>-<name>) for the LUKS volume
+ *  with this UUID? versions: the LUKS versions that count (the mapping check: LUKS2 only). */
+export const dmUuidIsLuks = (dmUuid: string, luksUuid: string, versions: readonly string[] = ["2"]): boolean =>
+  versions.some((v) => dmUuid.toUpperCase().startsWith(`CRYPT-LUKS${v}-${luksUuid.replace(/-/g, "").toUpperCase()}-`));
 
 /** "major:minor" of a block device path (following the udev symlink), or undefined. */
 export function deviceNumber(path: string): string | undefined {

@@ -93,9 +93,6 @@ function policyAuth(session: number): Uint8Array {
   return new Writer().u32(session).u16(nonce.length).raw(nonce).u8(0x01).u16(0).bytes();
 }
 
-/** Unseal `item` through a PolicyPCR session over the current PCRs; the session is flushed here. With
- *  `enc`, a salted session rides along with the encrypt attribute: outData crosses the interface encrypted
- *  and the response HMAC is checked before the secret is trusted. */
 /** TPM_RC_PCR_CHANGED: a PCR was extended between PolicyPCR and the command that used the session. */
 export const RC_PCR_CHANGED = 0x128;
 const PCR_CHANGED_TRIES = 3;
@@ -112,6 +109,9 @@ export async function unsealWithPcrPolicy(tpm: Tpm, item: number, bank: string, 
   }
 }
 
+/** Unseal `item` through a PolicyPCR session over the current PCRs; the session is flushed here. With
+ *  `enc`, a salted session rides along with the encrypt attribute: outData crosses the interface encrypted
+ *  and the response HMAC is checked before the secret is trusted. */
 async function unsealOnce(tpm: Tpm, item: number, bank: string, pcrs: readonly number[], expectDigest?: Uint8Array, enc?: { session: EncryptSession; itemName: Uint8Array }): Promise<Secret> {
   const session = await startPolicySession(tpm);
   try {
