@@ -49,17 +49,21 @@ export async function resealDevice(device: string, header: LuksHeader, tpm: Tpm,
   const tokens = header.tokens.filter((t) => t.type === "systemd-tpm2" && t.keyslots.length === 1);
   if (tokens.length === 0) throw new CvmError("LUKS", `${device}: no systemd-tpm2 token to reseal`, { reason: "no-token" });
   const result: ResealResult = { device, plans: [], written: [] };
+  const sealedOf = new Map(tokens.map((t) => [t, tokenSealed(t)]));
+  const predicted = new Map<string, Map<number, Uint8Array>>(); // per bank and PCR list: one read, one prediction
   const done = new Set<string>(); // one new token per keyslot and policy
   for (const t of tokens) {
-    const sealed = tokenSealed(t);
+    const sealed = sealedOf.get(t);
     if (!sealed || t.json["tpm2-pin"] === true) continue;
-    const values = await nextValues(tpm, opts.eventlog, sealed.bank, sealed.pcrs, opts.next);
+    const which = `${sealed.bank}:${sealed.pcrs.join(",")}`;
+    if (!predicted.has(which)) predicted.set(which, await nextValues(tpm, opts.eventlog, sealed.bank, sealed.pcrs, opts.next));
+    const values = predicted.get(which)!;
     const policy = tokenPolicyDigest(sealed.bank, values, false);
     const slot = t.keyslots[0]!;
     const key = `${slot}:${hex(policy)}`;
     if (done.has(key)) continue;
     done.add(key);
-    const present = tokens.some((o) => o.keyslots[0] === slot && tokenSealed(o) && equalBytes(tokenSealed(o)!.policy, policy));
+    const present = tokens.some((o) => o.keyslots[0] === slot && sealedOf.get(o) !== undefined && equalBytes(sealedOf.get(o)!.policy, policy));
     result.plans.push({ token: t.id, keyslot: slot, bank: sealed.bank, pcrs: sealed.pcrs, next: Object.fromEntries([...values].map(([p, v]) => [p, hex(v)])), policy: hex(policy), action: present ? "present" : "add" });
   }
   if (result.plans.length === 0) throw new CvmError("LUKS", `${device}: no systemd-tpm2 token this can reseal (a PIN, or a malformed token)`, { reason: "no-token" });
