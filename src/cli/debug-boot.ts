@@ -6,7 +6,7 @@ import { CvmError } from "../errors.js";
 import { authenticode } from "../measured-boot/authenticode.js";
 import { parseEventLog, replay, type EventLog } from "../measured-boot/eventlog.js";
 import { predictPcrs, updateReplacements, type Digests } from "../measured-boot/predict.js";
-import type { Runner } from "./command.js";
+import type { Context, Runner } from "./command.js";
 import { readFlagFile } from "./common.js";
 
 export const EVENTLOG_PATH = "/sys/kernel/security/tpm0/binary_bios_measurements";
@@ -16,6 +16,12 @@ export const digestsOf = (b: Uint8Array): Digests => {
   const a = authenticode(b);
   return { sha1: hex(a.sha1), sha256: hex(a.sha256) };
 };
+
+/** The binaries the next boot runs, from --uki FILE or --uki-authenticode, and --shim FILE. */
+export function nextBinaries(f: Context["flags"]): { uki?: Digests; shim?: Digests } {
+  const uki = typeof f.uki === "string" ? digestsOf(readFlagFile("--uki", f.uki)) : typeof f["uki-authenticode"] === "string" ? parseDigests(f["uki-authenticode"], "--uki-authenticode") : undefined;
+  return { uki, shim: typeof f.shim === "string" ? digestsOf(readFlagFile("--shim", f.shim)) : undefined };
+}
 
 export const debugAuthenticode: Runner = async (ctx) => {
   const file = ctx.positionals[0]!;
@@ -58,8 +64,7 @@ export const debugPcrs: Runner = async (ctx) => {
   // Live values: --live-pcrs FILE (JSON bank → pcr → hex) for a saved log, else sysfs when this is that boot.
   const live = typeof f["live-pcrs"] === "string" ? (JSON.parse(new TextDecoder().decode(readFlagFile("--live-pcrs", f["live-pcrs"]))) as Record<string, Record<number, string>>) : typeof f.eventlog === "string" ? {} : sysfsPcrs(log, pcrs);
 
-  const newUki = typeof f.uki === "string" ? digestsOf(readFlagFile("--uki", f.uki)) : typeof f["uki-authenticode"] === "string" ? parseDigests(f["uki-authenticode"], "--uki-authenticode") : undefined;
-  const newShim = typeof f.shim === "string" ? digestsOf(readFlagFile("--shim", f.shim)) : undefined;
+  const { uki: newUki, shim: newShim } = nextBinaries(f);
   let predicted: Record<string, Record<number, string>> | undefined;
   if (newUki || newShim) {
     if (Object.keys(live).length === 0) throw new CvmError("USAGE", "a prediction needs the live PCRs to check the log against (run on the booted system, or give --live-pcrs FILE)");

@@ -1,6 +1,13 @@
 // Every subcommand, in help order: metadata here, implementations loaded on demand.
 import { CONFIG_FLAGS, JSON_FLAG, RUN_DIR_FLAG, type Command } from "./command.js";
 
+/** What the next boot runs, for reseal and debug pcrs. */
+const NEXT_BINARY_FLAGS = [
+  { name: "uki", value: "NEW.efi", help: "the UKI the next boot runs (its Authenticode hashes replace the booted UKI's)" },
+  { name: "uki-authenticode", value: "sha1:HEX,sha256:HEX", help: "or the new UKI's Authenticode hashes" },
+  { name: "shim", value: "NEW.efi", help: "the shim the next boot runs" },
+];
+
 const KEYRING_FLAGS = [
   { name: "keyring", value: "@u|@s", help: "keyring (default @u; selfcheck: @s)" },
   { name: "key", value: "NAME", help: "key description (default cryptsetup)" },
@@ -53,9 +60,7 @@ export const COMMANDS: Command[] = [
     name: "reseal",
     summary: "after a UKI or shim update: seal each volume's secret to the PCR 4/7 the next boot will have, as a second systemd-tpm2 token",
     flags: [
-      { name: "uki", value: "NEW.efi", help: "the UKI the next boot runs" },
-      { name: "uki-authenticode", value: "sha1:HEX,sha256:HEX", help: "or its Authenticode hashes" },
-      { name: "shim", value: "NEW.efi", help: "the shim the next boot runs" },
+      ...NEXT_BINARY_FLAGS,
       { name: "eventlog", value: "PATH", help: "this boot's event log (default /sys/kernel/security/tpm0/binary_bios_measurements)" },
       { name: "device", value: "DEV", help: "a LUKS2 device or image (default: the config's volumes)" },
       { name: "tpm-device", value: "DEV", help: "default: the config's tpm.device, else /dev/tpmrm0" },
@@ -170,9 +175,7 @@ export const COMMANDS: Command[] = [
     flags: [
       { name: "eventlog", value: "PATH", help: "a saved event log (default: this boot's, /sys/kernel/security/tpm0/binary_bios_measurements)" },
       { name: "live-pcrs", value: "FILE", help: 'the PCRs of that boot, JSON {"sha256":{"4":"<hex>",…}} (default for this boot: sysfs)' },
-      { name: "uki", value: "NEW.efi", help: "predict for this UKI (its Authenticode hashes replace the booted UKI's)" },
-      { name: "uki-authenticode", value: "sha1:HEX,sha256:HEX", help: "or the new UKI's hashes" },
-      { name: "shim", value: "NEW.efi", help: "predict for this shim as well" },
+      ...NEXT_BINARY_FLAGS,
       JSON_FLAG,
     ],
     load: async () => (await import("./debug-boot.js")).debugPcrs,

@@ -10,13 +10,12 @@ import { pinnedStorageKey } from "../tpm/keys.js";
 import { openTpm } from "../tpm/transport.js";
 import type { Runner } from "./command.js";
 import { loadEffective, noCoreDumps, readFlagFile } from "./common.js";
-import { digestsOf, EVENTLOG_PATH, parseDigests } from "./debug-boot.js";
+import { EVENTLOG_PATH, nextBinaries } from "./debug-boot.js";
 
 export const reseal: Runner = async (ctx) => {
   await noCoreDumps(ctx);
   const f = ctx.flags;
-  const uki = typeof f.uki === "string" ? digestsOf(readFlagFile("--uki", f.uki)) : typeof f["uki-authenticode"] === "string" ? parseDigests(f["uki-authenticode"], "--uki-authenticode") : undefined;
-  const shim = typeof f.shim === "string" ? digestsOf(readFlagFile("--shim", f.shim)) : undefined;
+  const { uki, shim } = nextBinaries(f);
   if (!uki && !shim) throw new CvmError("USAGE", "reseal needs --uki NEW.efi (or --uki-authenticode) and/or --shim NEW.efi");
   const eventlog = parseEventLog(readFlagFile("--eventlog", typeof f.eventlog === "string" ? f.eventlog : EVENTLOG_PATH));
   let devices: string[];
