@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   TPM: { exit: 8, what: "TPM failure" },
   LUKS: { exit: 9, what: "LUKS volume failure" },
   KEYRING: { exit: 10, what: "kernel keyring failure" },
+  EFI: { exit: 11, what: "UEFI boot entry, variable or ESP failure" },
   INTERNAL: { exit: 1, what: "internal error" },
 } as const;
 

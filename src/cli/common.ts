@@ -5,6 +5,7 @@ import { DEFAULT_CONFIG_PATH, parseConfig, readConfigFile, resolveCa, resolveSrk
 import { CvmError } from "../errors.js";
 import type { Volume } from "../config/config.js";
 import { waitFor, type Deadline } from "../flow/deadline.js";
+import { faultAt, type Fault } from "../flow/fault.js";
 import { deviceExists, devicePath } from "../luks/cryptsetup.js";
 import { pinnedStorageKey } from "../tpm/keys.js";
 import type { Context } from "./command.js";
@@ -93,4 +94,11 @@ export async function waitForDevices(volumes: Volume[], deadline: Deadline, ctx:
     out.set(v.name, path);
   }
   return out;
+}
+
+/** Test builds only: --fault-at STEP, checked against the command's steps (flow/fault.ts). */
+export function faultFlag(ctx: Context, steps: readonly string[]): Fault {
+  const chosen = (typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) && typeof ctx.flags["fault-at"] === "string" ? ctx.flags["fault-at"] : undefined;
+  if (chosen !== undefined && !steps.includes(chosen)) throw new CvmError("USAGE", `--fault-at: expected one of ${steps.join(", ")}`);
+  return faultAt(chosen);
 }

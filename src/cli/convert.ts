@@ -1,14 +1,14 @@
 // cvm-unlock convert: the first-boot conversion of tpm2-import tokens (see flow/convert.ts). No network,
 // no unlocked volume: in the initramfs it runs before systemd-cryptsetup.
 import { CvmError } from "../errors.js";
-import { convertDevice, FAULT_STEPS, type ConvertResult, type FaultStep } from "../flow/convert.js";
+import { convertDevice, FAULT_STEPS, type ConvertResult } from "../flow/convert.js";
 import { Deadline } from "../flow/deadline.js";
 import { readLuksHeaderFile, type LuksHeader } from "../luks/header.js";
 import { Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
 import { pinnedStorageKey } from "../tpm/keys.js";
 import type { Runner } from "./command.js";
-import { loadEffective, noCoreDumps, readFlagFile, refuseEscapes, waitForDevices } from "./common.js";
+import { faultFlag, loadEffective, noCoreDumps, readFlagFile, refuseEscapes, waitForDevices } from "./common.js";
 
 export const convert: Runner = async (ctx) => {
   await noCoreDumps(ctx);
@@ -16,8 +16,7 @@ export const convert: Runner = async (ctx) => {
   let tpmSpec = typeof ctx.flags["tpm-device"] === "string" ? ctx.flags["tpm-device"] : undefined;
   // The pinned storage key: --srk, else the config's tpm.srk (withEncryption refuses to unseal without one).
   let srk = typeof ctx.flags.srk === "string" ? pinnedStorageKey(readFlagFile("--srk", ctx.flags.srk), `--srk ${ctx.flags.srk}`) : undefined;
-  const fault = (typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) ? ctx.flags["fault-at"] : undefined;
-  if ((typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) && fault !== undefined && !FAULT_STEPS.includes(fault as FaultStep)) throw new CvmError("USAGE", `--fault-at: expected one of ${FAULT_STEPS.join(", ")}`);
+  const fault = faultFlag(ctx, FAULT_STEPS);
   if (typeof ctx.flags.device === "string") {
     devices = [ctx.flags.device];
   } else {
@@ -41,7 +40,7 @@ export const convert: Runner = async (ctx) => {
   const tpm = new Tpm(await openTpm(tpmSpec ?? "/dev/tpmrm0", ctx.native));
   const results: ConvertResult[] = [];
   try {
-    for (const { device, header } of todo) results.push(await ctx.trace.run("convert", () => convertDevice(device, tpm, { log: ctx.log, srk, faultAt: fault as FaultStep | undefined, header })));
+    for (const { device, header } of todo) results.push(await ctx.trace.run("convert", () => convertDevice(device, tpm, { log: ctx.log, srk, fault, header })));
   } finally {
     tpm.transport.close();
   }

@@ -8,6 +8,17 @@ const NEXT_BINARY_FLAGS = [
   { name: "shim", value: "NEW.efi", help: "the shim the next boot runs" },
 ];
 
+const EVENTLOG_FLAG = { name: "eventlog", value: "PATH", help: "this boot's event log (default /sys/kernel/security/tpm0/binary_bios_measurements)" };
+const VOLUME_TPM_FLAGS = [
+  { name: "device", value: "DEV", help: "a LUKS2 device or image (default: the config's volumes)" },
+  { name: "tpm-device", value: "DEV", help: "default: the config's tpm.device, else /dev/tpmrm0" },
+  { name: "srk", value: "FILE", help: "the pinned storage key (default: the config's tpm.srk)" },
+];
+const EFIVARS_FLAG = { name: "efivars", value: "DIR", help: "the UEFI variables (default /sys/firmware/efi/efivars)" };
+const TRIAL_FLAG = { name: "trial-record", value: "PATH", help: "the pending trial boot's record (default /var/lib/cvm-unlock/trial.json)" };
+/** Power-loss tests only: the production binary has no such flag (CVM_UNLOCK_TEST_BUILD is false there). */
+const testFault = (steps: string) => ((typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) ? [{ name: "fault-at", value: "STEP", help: `TEST BUILD ONLY: SIGKILL itself after ${steps}` }] : []);
+
 const KEYRING_FLAGS = [
   { name: "keyring", value: "@u|@s", help: "keyring (default @u; selfcheck: @s)" },
   { name: "key", value: "NAME", help: "key description (default cryptsetup)" },
@@ -37,8 +48,7 @@ export const COMMANDS: Command[] = [
       { name: "srk", value: "FILE", help: "the pinned storage key (TPM2B_PUBLIC from debug tpm --srk-out; default: the config's tpm.srk)" },
       ...CONFIG_FLAGS,
       RUN_DIR_FLAG,
-      // Power-loss tests only: the production binary has no such flag (CVM_UNLOCK_TEST_BUILD is false there).
-      ...((typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) ? [{ name: "fault-at", value: "STEP", help: "TEST BUILD ONLY: SIGKILL itself after unsealed|proved|token-added|token-removed" }] : []),
+      ...testFault("unsealed|proved|token-added|token-removed"),
       JSON_FLAG,
     ],
     boot: true,
@@ -61,15 +71,47 @@ export const COMMANDS: Command[] = [
     summary: "after a UKI or shim update: seal each volume's secret to the PCR 4/7 the next boot will have, as a second systemd-tpm2 token",
     flags: [
       ...NEXT_BINARY_FLAGS,
-      { name: "eventlog", value: "PATH", help: "this boot's event log (default /sys/kernel/security/tpm0/binary_bios_measurements)" },
-      { name: "device", value: "DEV", help: "a LUKS2 device or image (default: the config's volumes)" },
-      { name: "tpm-device", value: "DEV", help: "default: the config's tpm.device, else /dev/tpmrm0" },
-      { name: "srk", value: "FILE", help: "the pinned storage key (default: the config's tpm.srk)" },
+      EVENTLOG_FLAG,
+      ...VOLUME_TPM_FLAGS,
       { name: "dry-run", help: "print the prediction and what would change; write nothing" },
       ...CONFIG_FLAGS,
       JSON_FLAG,
     ],
     load: async () => (await import("./reseal.js")).reseal,
+  },
+  {
+    name: "update",
+    summary: "a new UKI: reseal for it, install it in the ESP, add a boot entry and set BootNext, so the next boot tries it once and the old entry stays the default",
+    flags: [
+      { name: "uki", value: "NEW.efi", help: "the new UKI" },
+      { name: "esp", value: "DIR", help: "the mounted ESP (default /efi, /boot/efi or /boot, whichever is a mount point)" },
+      { name: "install-as", value: "PATH", help: "where in the ESP (default EFI/Linux/<name of NEW.efi>)" },
+      { name: "esp-disk", value: "DISK", help: "with --esp-partition: the disk (or image) holding the ESP, when DIR is not its mount" },
+      { name: "esp-partition", value: "N", help: "the ESP's GPT partition number on --esp-disk" },
+      EFIVARS_FLAG,
+      TRIAL_FLAG,
+      EVENTLOG_FLAG,
+      ...VOLUME_TPM_FLAGS,
+      ...CONFIG_FLAGS,
+      ...testFault("resealed|installed|entry-written|recorded|boot-next-set"),
+      JSON_FLAG,
+    ],
+    load: async () => (await import("./update.js")).update,
+  },
+  {
+    name: "finalize",
+    summary: "on the booted system: make a trial boot that unlocked the default entry, and remove systemd-tpm2 tokens whose PCR policy can no longer match",
+    flags: [
+      EFIVARS_FLAG,
+      TRIAL_FLAG,
+      { name: "device", value: "DEV", help: "a LUKS2 device or image (default: the config's volumes)" },
+      { name: "tpm-device", value: "DEV", help: "default: the config's tpm.device, else /dev/tpmrm0" },
+      { name: "dry-run", help: "say what would change; write nothing" },
+      ...CONFIG_FLAGS,
+      ...testFault("order-set|token-removed|record-removed"),
+      JSON_FLAG,
+    ],
+    load: async () => (await import("./update.js")).finalize,
   },
   {
     name: "measure snp",

@@ -4,23 +4,22 @@ import { CvmError } from "../errors.js";
 import { readLuksHeaderFile } from "../luks/header.js";
 import { devicePath } from "../luks/cryptsetup.js";
 import { parseEventLog } from "../measured-boot/eventlog.js";
+import type { Digests } from "../measured-boot/predict.js";
 import { resealDevice, type ResealResult } from "../flow/reseal.js";
 import { Tpm } from "../tpm/commands.js";
+import type { TpmtPublic } from "../tpm/marshal.js";
 import { pinnedStorageKey } from "../tpm/keys.js";
 import { openTpm } from "../tpm/transport.js";
-import type { Runner } from "./command.js";
+import type { Context, Runner } from "./command.js";
 import { loadEffective, noCoreDumps, readFlagFile } from "./common.js";
 import { EVENTLOG_PATH, nextBinaries } from "./debug-boot.js";
 
-export const reseal: Runner = async (ctx) => {
-  await noCoreDumps(ctx);
+/** The devices a command works on (--device, else the config's volumes), with the TPM it uses. */
+export function volumesAndTpm(ctx: Context): { devices: string[]; tpmSpec: string; srk?: TpmtPublic } {
   const f = ctx.flags;
-  const { uki, shim } = nextBinaries(f);
-  if (!uki && !shim) throw new CvmError("USAGE", "reseal needs --uki NEW.efi (or --uki-authenticode) and/or --shim NEW.efi");
-  const eventlog = parseEventLog(readFlagFile("--eventlog", typeof f.eventlog === "string" ? f.eventlog : EVENTLOG_PATH));
-  let devices: string[];
   let tpmSpec = typeof f["tpm-device"] === "string" ? f["tpm-device"] : undefined;
   let srk = typeof f.srk === "string" ? pinnedStorageKey(readFlagFile("--srk", f.srk), `--srk ${f.srk}`) : undefined;
+  let devices: string[];
   if (typeof f.device === "string") devices = [f.device];
   else {
     const eff = loadEffective(ctx);
@@ -29,15 +28,32 @@ export const reseal: Runner = async (ctx) => {
     tpmSpec ??= eff.config.tpm.device;
     srk ??= eff.srk;
   }
-  const tpm = new Tpm(await openTpm(tpmSpec ?? "/dev/tpmrm0", ctx.native));
+  return { devices, tpmSpec: tpmSpec ?? "/dev/tpmrm0", srk };
+}
+
+/** Reseals every volume for the next boot's binaries; shared by reseal and update. */
+export async function resealVolumes(ctx: Context, next: { uki?: Digests; shim?: Digests }, dryRun: boolean): Promise<ResealResult[]> {
+  const f = ctx.flags;
+  const eventlog = parseEventLog(readFlagFile("--eventlog", typeof f.eventlog === "string" ? f.eventlog : EVENTLOG_PATH));
+  const { devices, tpmSpec, srk } = volumesAndTpm(ctx);
+  const tpm = new Tpm(await openTpm(tpmSpec, ctx.native));
   const results: ResealResult[] = [];
   try {
-    for (const d of devices) results.push(await resealDevice(d, await readLuksHeaderFile(d), tpm, { log: ctx.log, eventlog, next: { uki, shim }, srk, dryRun: f["dry-run"] === true }));
+    for (const d of devices) results.push(await resealDevice(d, await readLuksHeaderFile(d), tpm, { log: ctx.log, eventlog, next, srk, dryRun }));
   } finally {
     tpm.transport.close();
   }
-  for (const r of results) for (const p of r.plans) ctx.print(`${r.device} keyslot ${p.keyslot} (token ${p.token}): next boot ${p.bank}:${p.pcrs.join(",")} → policy ${p.policy}: ${p.action === "present" ? "already sealed" : f["dry-run"] ? "would add a token" : "token added"}`);
+  for (const r of results) for (const p of r.plans) ctx.print(`${r.device} keyslot ${p.keyslot} (token ${p.token}): next boot ${p.bank}:${p.pcrs.join(",")} → policy ${p.policy}: ${p.action === "present" ? "already sealed" : dryRun ? "would add a token" : "token added"}`);
+  return results;
+}
+
+export const reseal: Runner = async (ctx) => {
+  await noCoreDumps(ctx);
+  const { uki, shim } = nextBinaries(ctx.flags);
+  if (!uki && !shim) throw new CvmError("USAGE", "reseal needs --uki NEW.efi (or --uki-authenticode) and/or --shim NEW.efi");
+  const dryRun = ctx.flags["dry-run"] === true;
+  const results = await resealVolumes(ctx, { uki, shim }, dryRun);
   const n = results.reduce((k, r) => k + r.written.length, 0);
-  const msg = f["dry-run"] ? "dry run: the prediction above, nothing written" : n > 0 ? `resealed ${n} keyslot(s) for the next boot (the old tokens stay)` : "nothing to do: every keyslot already has a token for the next boot";
+  const msg = dryRun ? "dry run: the prediction above, nothing written" : n > 0 ? `resealed ${n} keyslot(s) for the next boot (the old tokens stay)` : "nothing to do: every keyslot already has a token for the next boot";
   return { status: n > 0 ? "done" : "nothing-to-do", message: msg, data: { results } };
 };

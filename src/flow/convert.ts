@@ -8,6 +8,7 @@
 //   4. only then remove the tpm2-import token.
 // A run interrupted after 3 finds a systemd-tpm2 token for the keyslot, verifies it, and finishes with 4.
 import { equalBytes, hex } from "../bytes.js";
+import type { Fault } from "./fault.js";
 import { CvmError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { Secret } from "../log/secret.js";
@@ -67,7 +68,6 @@ export async function withEncryption<T>(tpm: Tpm, pinned: TpmtPublic | undefined
 }
 
 export const FAULT_STEPS = ["unsealed", "proved", "token-added", "token-removed"] as const;
-export type FaultStep = (typeof FAULT_STEPS)[number];
 
 export interface ImportToken {
   id: string;
@@ -255,10 +255,8 @@ export interface ConvertResult {
  *  opts.proven: receives the keyslot's passphrase once it has been proven to open it (before anything is
  *  written); the callee owns it and wipes it. The agent answers systemd-cryptsetup with it on this boot.
  *  opts.srk: the pinned storage key (withEncryption); without it nothing is unsealed. */
-export async function convertDevice(device: string, tpm: Tpm, opts: { log: Logger; srk: TpmtPublic | undefined; faultAt?: FaultStep; header?: LuksHeader; proven?: (passphrase: Secret) => void }): Promise<ConvertResult> {
-  const fault = (step: FaultStep) => {
-    if ((typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) && opts.faultAt === step) process.kill(process.pid, "SIGKILL"); // test build only: power loss at this step
-  };
+export async function convertDevice(device: string, tpm: Tpm, opts: { log: Logger; srk: TpmtPublic | undefined; fault?: Fault; header?: LuksHeader; proven?: (passphrase: Secret) => void }): Promise<ConvertResult> {
+  const fault = opts.fault ?? (() => {}); // test build only: power loss at a step
   const h = opts.header ?? (await readLuksHeaderFile(device));
   const result: ConvertResult = { device, converted: [] };
   for (const t of h.tokens.filter((x) => x.type === "tpm2-import")) {

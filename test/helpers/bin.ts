@@ -19,11 +19,14 @@ export interface RunOpts {
   /** Wrap in `keyctl session -` so keyring work happens in a private session keyring. */
   session?: boolean;
   timeoutMs?: number;
+  /** Another build of the agent (BIN_TEST for the power-loss hooks). */
+  bin?: string;
 }
 
 export function runBin(args: string[], opts: RunOpts = {}): SpawnSyncReturns<string> & { json?: any } {
-  const cmd = opts.session ? "keyctl" : BIN;
-  const argv = opts.session ? ["session", "-", BIN, ...args] : args;
+  const bin = opts.bin ?? BIN;
+  const cmd = opts.session ? "keyctl" : bin;
+  const argv = opts.session ? ["session", "-", bin, ...args] : args;
   const r = spawnSync(cmd, argv, {
     encoding: "utf8",
     env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", ...opts.env },
