@@ -131,10 +131,14 @@ describe("convert (swtpm, cryptsetup, systemd 252's plugin)", () => {
     expect(Buffer.from(bytes(f)).equals(Buffer.from(before))).toBe(true);
   });
 
-  it("the production binary has no power-loss hook: convert --fault-at is an unknown flag (exit 2)", () => {
+  it("the production binary has no power-loss hook: convert, update and finalize --fault-at is an unknown flag (exit 2)", () => {
     const r = spawnSync(BIN, ["convert", "--device", headerFile("tpm2-import"), "--fault-at", "proved"], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/unknown flag --fault-at/);
+    for (const cmd of ["update", "finalize"]) {
+      const u = spawnSync(BIN, [cmd, "--fault-at", "resealed"], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+      expect([u.status, u.stderr]).toEqual([2, expect.stringMatching(/unknown flag --fault-at/)]);
+    }
     expect(readFileSync(BIN).includes("fault-at")).toBe(false); // the hook is not compiled in at all
     expect(readFileSync(BIN_TEST).includes("fault-at")).toBe(true);
   });

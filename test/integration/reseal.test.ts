@@ -9,14 +9,11 @@ import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { hex } from "../../src/bytes.js";
 import { parseLuks2 } from "../../src/luks/header.js";
-import { EV, parseEventLog } from "../../src/measured-boot/eventlog.js";
-import { Tpm } from "../../src/tpm/commands.js";
-import { swtpmTransport } from "../../src/tpm/transport.js";
 import { requireBin, runBin, tempDir } from "../helpers/bin.js";
 import { FIXTURES } from "../helpers/fixtures.js";
-import { makeLuksImage } from "../helpers/luks.js";
+import { bootedSwtpm, enrolled, pcrsOf } from "../helpers/booted.js";
 import { pluginUnlocks } from "../helpers/plugin.js";
-import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
+import type { Swtpm } from "../helpers/swtpm.js";
 import { VECTORS, vjson } from "../helpers/vectors.js";
 
 const acc = vjson("pcr/reseal-acceptance.json");
@@ -31,41 +28,12 @@ afterEach(async () => {
 });
 beforeAll(requireBin);
 
-/** A fresh swtpm "booted" through a real log: every event's digests extended into its PCRs. */
-async function bootedSwtpm(logPath: string): Promise<Swtpm> {
-  const s = await startSwtpm();
-  const log = parseEventLog(new Uint8Array(readFileSync(logPath)));
-  const t = new Tpm(await swtpmTransport("127.0.0.1", s.port));
-  try {
-    for (const e of log.events) if (e.type !== EV.NO_ACTION) for (const [bank, d] of e.digests) await t.pcrExtend(e.pcr, bank, d);
-  } finally {
-    t.transport.close();
-  }
-  return s;
-}
-
-const pcrs = async (port: number, bank: string) => {
-  const t = new Tpm(await swtpmTransport("127.0.0.1", port));
-  try {
-    return await t.pcrRead(bank, [4, 7]);
-  } finally {
-    t.transport.close();
-  }
-};
 const tokens = (img: string) => parseLuks2(new Uint8Array(readFileSync(img))).tokens;
-
-/** A volume with a recovery passphrase and systemd-cryptenroll's own token for PCR 4+7 of this swtpm. */
-function enrolled(port: number): string {
-  const img = makeLuksImage("recovery-passphrase", tempDir("reseal-"));
-  const r = spawnSync("systemd-cryptenroll", [`--tpm2-device=swtpm:host=127.0.0.1,port=${port}`, "--tpm2-pcrs=4+7", img], { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", PASSWORD: "recovery-passphrase" }, encoding: "utf8", timeout: 120_000 });
-  expect(r.status, r.stderr).toBe(0);
-  return img;
-}
 
 describe("reseal (swtpm, systemd-cryptenroll, systemd 252's plugin)", () => {
   it("boot 1's PCRs, UKI2's hashes → a second token that systemd's plugin unlocks on boot 2, and nothing else changes", async () => {
     sw = await bootedSwtpm(LOG1);
-    expect(hex((await pcrs(sw.port, "sha256")).get(4)!)).toBe(acc.pcr_values_boot1_tpm.sha256["4"]);
+    expect(hex((await pcrsOf(sw.port, "sha256")).get(4)!)).toBe(acc.pcr_values_boot1_tpm.sha256["4"]);
     const img = enrolled(sw.port);
     expect(pluginUnlocks(img, sw.port)).toBe(true);
     const before = readFileSync(img);
@@ -91,7 +59,7 @@ describe("reseal (swtpm, systemd-cryptenroll, systemd 252's plugin)", () => {
 
     await sw.stop();
     sw = await bootedSwtpm(LOG2); // boot 2: UKI2
-    expect(hex((await pcrs(sw.port, "sha256")).get(4)!)).toBe(acc.actual_boot2_tpm.sha256["4"]);
+    expect(hex((await pcrsOf(sw.port, "sha256")).get(4)!)).toBe(acc.actual_boot2_tpm.sha256["4"]);
     expect(pluginUnlocks(img, sw.port)).toBe(true);
     // …from the new token: without it the old one no longer unseals on this boot.
     const oldOnly = join(tempDir("reseal-old-"), "old.img");

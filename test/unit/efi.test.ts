@@ -128,12 +128,12 @@ describe("GPT", () => {
   it("falls back to the backup header when the primary is damaged, and refuses when both are", () => {
     const { img, sfdisk } = gptImage();
     const b = readFileSync(img);
-    b[512 + 60] ^= 0xff; // inside the primary header's disk GUID: its CRC no longer matches
+    b[512 + 60] = b[512 + 60]! ^ 0xff; // inside the primary header's disk GUID: its CRC no longer matches
     writeFileSync(img, b);
     const g = readGpt(img);
     expect(g.usedBackup).toBe(true);
     expect(g.entries[0]!.guid).toBe(sfdisk.partitions[0].uuid.toLowerCase());
-    b[b.length - 512 + 60] ^= 0xff;
+    b[b.length - 512 + 60] = b[b.length - 512 + 60]! ^ 0xff;
     writeFileSync(img, b);
     efiError(() => readGpt(img), /no valid GPT.*primary: header CRC32 mismatch.*backup: header CRC32 mismatch/);
     const blank = join(tempDir("gpt-"), "blank.img");
