@@ -12,10 +12,13 @@ import { readFlagFile } from "./common.js";
 export const EVENTLOG_PATH = "/sys/kernel/security/tpm0/binary_bios_measurements";
 const SYSFS_PCRS = "/sys/class/tpm/tpm0";
 
-export const digestsOf = (b: Uint8Array): Digests => {
+/** A PE file's Authenticode digests, and whether it is a UKI. */
+export const peOf = (b: Uint8Array): { digests: Digests; uki: boolean } => {
   const a = authenticode(b);
-  return { sha1: hex(a.sha1), sha256: hex(a.sha256) };
+  return { digests: { sha1: hex(a.sha1), sha256: hex(a.sha256) }, uki: a.uki };
 };
+
+export const digestsOf = (b: Uint8Array): Digests => peOf(b).digests;
 
 /** The binaries the next boot runs, from --uki FILE or --uki-authenticode, and --shim FILE. */
 export function nextBinaries(f: Context["flags"]): { uki?: Digests; shim?: Digests } {
@@ -25,9 +28,9 @@ export function nextBinaries(f: Context["flags"]): { uki?: Digests; shim?: Diges
 
 export const debugAuthenticode: Runner = async (ctx) => {
   const file = ctx.positionals[0]!;
-  const d = digestsOf(readFlagFile("FILE", file));
-  ctx.print(`sha1   ${d.sha1}\nsha256 ${d.sha256}`);
-  return { status: "done", message: `Authenticode of ${file}`, data: { file, authenticode: d } };
+  const { digests: d, uki } = peOf(readFlagFile("FILE", file));
+  ctx.print(`sha1   ${d.sha1}\nsha256 ${d.sha256}\nuki    ${uki ? "yes (a .linux section)" : "no"}`);
+  return { status: "done", message: `Authenticode of ${file}`, data: { file, authenticode: d, uki } };
 };
 
 /** "sha1:HEX,sha256:HEX" → digests. */

@@ -13,7 +13,7 @@ import { Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
 import type { Context, Runner } from "./command.js";
 import { faultFlag, noCoreDumps, readFlagFile } from "./common.js";
-import { digestsOf } from "./debug-boot.js";
+import { peOf } from "./debug-boot.js";
 import { resealVolumes, volumesAndTpm } from "./reseal.js";
 
 const str = (ctx: Context, name: string): string | undefined => (typeof ctx.flags[name] === "string" ? (ctx.flags[name] as string) : undefined);
@@ -33,7 +33,9 @@ export const update: Runner = async (ctx) => {
   if (!ukiPath) throw new CvmError("USAGE", "update needs --uki NEW.efi");
   const f = faultFlag(ctx, UPDATE_STEPS);
   const uki = readFlagFile("--uki", ukiPath);
-  const authenticode = digestsOf(uki);
+  const pe = peOf(uki);
+  if (!pe.uki) throw new CvmError("USAGE", `--uki ${ukiPath}: not a unified kernel image (no .linux section)`);
+  const authenticode = pe.digests;
   const part = str(ctx, "esp-partition");
   if (part !== undefined && !/^[1-9][0-9]{0,2}$/.test(part)) throw new CvmError("USAGE", "--esp-partition: a partition number");
   if ((part === undefined) !== (str(ctx, "esp-disk") === undefined)) throw new CvmError("USAGE", "--esp-disk and --esp-partition go together");

@@ -20,6 +20,8 @@ export interface PeLayout {
   /** [start, end) ranges that are hashed, in order. */
   ranges: [number, number][];
   certTable: { offset: number; size: number };
+  /** The section names, in table order (a UKI has .linux). */
+  names: string[];
 }
 
 /** The byte ranges Authenticode hashes (validated against the file size). */
@@ -54,8 +56,10 @@ export function authenticodeRanges(b: Uint8Array): PeLayout {
   if (nDirs > 4) ranges.push([checksum + 4, certDir], [certDir + 8, sizeOfHeaders]);
   else ranges.push([checksum + 4, sizeOfHeaders]);
   const sections: { ptr: number; size: number }[] = [];
+  const names: string[] = [];
   for (let i = 0; i < nSections; i++) {
     const s = secTable + i * 40;
+    names.push(Buffer.from(b.subarray(s, s + 8)).toString("latin1").replace(/\0.*$/s, ""));
     const size = u32(s + 16), ptr = u32(s + 20);
     if (size === 0) continue;
     if (ptr < sizeOfHeaders || ptr + size > b.length - certTable.size) fail(`section ${i} (${ptr}+${size}) lies outside the image`);
@@ -71,22 +75,24 @@ export function authenticodeRanges(b: Uint8Array): PeLayout {
   const end = b.length - certTable.size;
   if (end < sum) fail(`the sections (${sum} bytes) run into the certificate table`);
   if (end > sum) ranges.push([sum, end]);
-  return { ranges, certTable };
+  return { ranges, certTable, names };
 }
 
 export interface Authenticode {
   sha1: Uint8Array;
   sha256: Uint8Array;
+  /** A unified kernel image: a systemd-stub PE with a .linux section. */
+  uki: boolean;
 }
 
 /** SHA-1 and SHA-256 Authenticode hashes of a PE file, in one pass. */
 export function authenticode(b: Uint8Array): Authenticode {
-  const { ranges } = authenticodeRanges(b);
+  const { ranges, names } = authenticodeRanges(b);
   const h1 = sha1.create(), h2 = sha256.create();
   for (const [a, z] of ranges) {
     const part = b.subarray(a, z);
     h1.update(part);
     h2.update(part);
   }
-  return { sha1: h1.digest(), sha256: h2.digest() };
+  return { sha1: h1.digest(), sha256: h2.digest(), uki: names.includes(".linux") };
 }

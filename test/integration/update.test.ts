@@ -1,9 +1,9 @@
 // update and finalize on the real parts: swtpm at boot 1 of the reseal vector (its real event log), a token
 // enrolled by systemd 252's systemd-cryptenroll to PCR 4+7, a GPT disk made by sfdisk whose ESP partition
 // the boot entry must name, a directory standing in for efivarfs (the firmware side: Boot####, BootOrder,
-// BootNext, BootCurrent files in efivarfs's format), and a real signed PE file as the new UKI. "Boot 2" is
-// a fresh swtpm extended with the same log but the UKI's measurement replaced by the new file's Authenticode
-// hash as pesign (an independent implementation) computes it: systemd's own plugin must unlock from the new
+// BootNext, BootCurrent files in efivarfs's format). "Boot 2" is
+// a fresh swtpm extended with the same log but the UKI's measurement replaced by the new UKI's (systemd's stub
+// + objcopy, as dracut makes one) Authenticode hash as pesign (an independent implementation) computes it: systemd's own plugin must unlock from the new
 // token there, and finalize must make the trial entry the default and drop the token that no longer matches.
 import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -19,13 +19,15 @@ import { bootedSwtpm, enrolled } from "../helpers/booted.js";
 import { FIXTURES } from "../helpers/fixtures.js";
 import { pluginUnlocks } from "../helpers/plugin.js";
 import type { Swtpm } from "../helpers/swtpm.js";
+import { makeUki } from "../helpers/uki.js";
 import { VECTORS, vjson } from "../helpers/vectors.js";
 
 const acc = vjson("pcr/reseal-acceptance.json");
 const LOG1 = join(VECTORS, "pcr/shim-uki-secureboot/eventlog-uki1.bin");
 const UKI_EVENT = acc.replaced_events[0].index as number; // the UKI's EV_EFI_BOOT_SERVICES_APPLICATION in boot 1
 const SRK = join(FIXTURES, "tpm2-import/srk.pub");
-const NEW_PE = join(VECTORS, "pcr/binaries/shimx64-snakeoil.efi");
+const SHIM = join(VECTORS, "pcr/binaries/shimx64-snakeoil.efi");
+const NEW_PE = makeUki(tempDir("uki-"), "uki-2.efi", "console=ttyS0 cvm-unlock-test=2", new Uint8Array(readFileSync(SHIM)));
 const ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 
 let sw: Swtpm | undefined;
@@ -181,6 +183,7 @@ describe("update → trial boot → finalize (swtpm, sfdisk GPT, systemd 252's p
       [updateArgs(m, img, sw).map((a) => (a === m.vars.dir ? join(m.dir, "none") : a)), 11, /no UEFI variables/],
       [[...updateArgs(m, img, sw), "--install-as", "EFI/../../etc/x.efi"], 2, /expected a relative path/],
       [updateArgs(m, img, sw).map((a, i, all) => (all[i - 1] === "--esp-partition" ? "3" : a)), 11, /no GPT partition 3/],
+      [updateArgs(m, img, sw).map((a) => (a === m.uki ? SHIM : a)), 2, /not a unified kernel image/],
       [updateArgs(m, img, sw).map((a) => (a === LOG1 ? join(VECTORS, "pcr/shim-uki-secureboot/eventlog-uki2.bin") : a)), 8, /the event log does not match the TPM/],
     ];
     for (const [args, code, re] of cases) {
