@@ -15,6 +15,11 @@ install_tree() {
     install -D -m 0644 systemd/cvm-unlock-askpass.service "$d/usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock-askpass.service"
     install -D -m 0644 systemd/cvm-unlock-after.service "$d/usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock-after.service"
     install -D -m 0644 systemd/cvm-unlock-poweroff.conf "$d/usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock-poweroff.conf"
+    install -D -m 0644 systemd/cvm-unlock-finalize.service "$d/usr/lib/systemd/system/cvm-unlock-finalize.service"
+    # Enabled statically (multi-user.target.wants): the package needs no maintainer script.
+    install -d "$d/usr/lib/systemd/system/multi-user.target.wants"
+    ln -sf ../cvm-unlock-finalize.service "$d/usr/lib/systemd/system/multi-user.target.wants/cvm-unlock-finalize.service"
+    install -D -m 0755 packaging/kernel-install/95-cvm-unlock.install "$d/usr/lib/kernel/install.d/95-cvm-unlock.install"
     install -D -m 0644 systemd/dracut.conf "$d/usr/lib/dracut/dracut.conf.d/90-cvm-unlock.conf"
     install -D -m 0644 systemd/config.sample.json "$d/usr/share/doc/cvm-unlock/config.sample.json"
     install -D -m 0644 README.md "$d/usr/share/doc/cvm-unlock/README.md"

@@ -372,7 +372,8 @@ if want 12; then
         why=""
         dpkg -i "$deb" >"$S/dpkg.log" 2>&1 || why="dpkg -i failed: $(tail -n 3 "$S/dpkg.log" | tr '\n' ' ')"
         [ -z "$why" ] && { /usr/bin/cvm-unlock --version | grep -q '^cvm-unlock ' || why="/usr/bin/cvm-unlock does not run"; }
-        [ -z "$why" ] && for f in /usr/lib/dracut/modules.d/90cvm-unlock/module-setup.sh /usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock-after.service /usr/lib/dracut/dracut.conf.d/90-cvm-unlock.conf /usr/share/doc/cvm-unlock/copyright /usr/share/man/man8/cvm-unlock.8.gz; do [ -f "$f" ] || why="$f missing"; done
+        [ -z "$why" ] && { systemd-analyze verify --man=no /usr/lib/systemd/system/cvm-unlock-finalize.service >"$S/verify.log" 2>&1 || why="the finalize unit does not verify: $(tail -n 2 "$S/verify.log" | tr '\n' ' ')"; }
+        [ -z "$why" ] && for f in /usr/lib/dracut/modules.d/90cvm-unlock/module-setup.sh /usr/lib/dracut/modules.d/90cvm-unlock/cvm-unlock-after.service /usr/lib/dracut/dracut.conf.d/90-cvm-unlock.conf /usr/share/doc/cvm-unlock/copyright /usr/share/man/man8/cvm-unlock.8.gz /usr/lib/systemd/system/cvm-unlock-finalize.service /usr/lib/systemd/system/multi-user.target.wants/cvm-unlock-finalize.service /usr/lib/kernel/install.d/95-cvm-unlock.install; do [ -f "$f" ] || why="$f missing"; done
         errors=$(lintian --tag-display-limit 0 "$deb" 2>/dev/null | grep -c '^E: ' || true)
         [ -z "$why" ] && [ "$errors" != 0 ] && why="lintian reports $errors error(s): $(lintian "$deb" 2>/dev/null | grep '^E: ' | head -n 3 | tr '\n' ' ')"
         warnings=$(lintian --tag-display-limit 0 "$deb" 2>/dev/null | grep '^W: ' | sed 's/^W: cvm-unlock: //' | tr '\n' ';')

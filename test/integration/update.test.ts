@@ -14,7 +14,7 @@ import { decodeLoadOption, fileOf, filePathNode, LOAD_OPTION_ACTIVE } from "../.
 import { EfiVars } from "../../src/efi/vars.js";
 import { parseLuks2 } from "../../src/luks/header.js";
 import { authenticode } from "../../src/measured-boot/authenticode.js";
-import { BIN_TEST, requireBin, runBin, tempDir } from "../helpers/bin.js";
+import { BIN, BIN_TEST, ROOT, requireBin, runBin, tempDir } from "../helpers/bin.js";
 import { bootedSwtpm, enrolled } from "../helpers/booted.js";
 import { FIXTURES } from "../helpers/fixtures.js";
 import { pluginUnlocks } from "../helpers/plugin.js";
@@ -198,5 +198,27 @@ describe("update → trial boot → finalize (swtpm, sfdisk GPT, systemd 252's p
     const bad = runBin(finalizeArgs(m, img, sw));
     expect(bad.status).toBe(11);
     expect(bad.stderr).toMatch(/is not JSON/);
+  }, 240_000);
+
+  it("systemd 252's kernel-install with the packaged plugin runs update for a UKI, and leaves a plain kernel alone", async () => {
+    sw = await bootedSwtpm(LOG1);
+    const img = enrolled(sw.port);
+    const m = machine();
+    // The agent as the plugin calls it, with this machine's disk, efivars and TPM added to update's flags.
+    const wrapper = join(m.dir, "cvm-unlock");
+    const extra = ["--esp-disk", m.disk, "--esp-partition", "1", "--efivars", m.vars.dir, "--trial-record", m.trial, "--device", img, "--tpm-device", sw.spec, "--eventlog", LOG1, "--srk", SRK];
+    writeFileSync(wrapper, `#!/bin/sh\n[ "$1" = update ] && exec ${BIN} "$@" ${extra.join(" ")}\nexec ${BIN} "$@"\n`, { mode: 0o755 });
+    const conf = join(m.dir, "kernel-conf");
+    mkdirSync(conf);
+    const env = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", KERNEL_INSTALL_PLUGINS: join(ROOT, "packaging/kernel-install/95-cvm-unlock.install"), KERNEL_INSTALL_CONF_ROOT: conf, BOOT_ROOT: m.esp, MACHINE_ID: "0123456789abcdef0123456789abcdef", CVM_UNLOCK_BIN: wrapper };
+    const plain = spawnSync("kernel-install", ["add", "6.1.0-test", SHIM], { env, encoding: "utf8", timeout: 120_000 });
+    expect(plain.status, plain.stderr).toBe(0);
+    expect([m.vars.bootNumbers(), tpm2Tokens(img).length]).toEqual([[0], 1]);
+    const r = spawnSync("kernel-install", ["add", "6.1.0-test", m.uki], { env, encoding: "utf8", timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const name = "EFI/Linux/0123456789abcdef0123456789abcdef-6.1.0-test.efi";
+    expect(readFileSync(join(m.esp, name)).equals(readFileSync(m.uki))).toBe(true);
+    expect(fileOf(decodeLoadOption(m.vars.get("Boot0001")!.data))?.file).toBe(`\\${name.replace(/\//g, "\\")}`);
+    expect([m.vars.bootNext(), m.vars.bootOrder(), tpm2Tokens(img).length]).toEqual([1, [0], 2]);
   }, 240_000);
 });
