@@ -3,8 +3,7 @@
 // the certificate-table directory entry and the certificate table itself, sections in file order.
 // Reference: shared/reference/pcr-prediction.md §3. One pass over the bytes; every offset is checked, so a
 // malformed or hostile file is a typed error, never a wrong hash.
-import { sha1 } from "@noble/hashes/legacy.js";
-import { sha256 } from "@noble/hashes/sha2.js";
+import { createHash } from "node:crypto";
 import { CvmError } from "../errors.js";
 
 export class PeError extends CvmError {
@@ -85,14 +84,15 @@ export interface Authenticode {
   uki: boolean;
 }
 
-/** SHA-1 and SHA-256 Authenticode hashes of a PE file, in one pass. */
+/** SHA-1 and SHA-256 Authenticode hashes of a PE file, in one pass over its bytes. The runtime's native
+ *  hashes (BoringSSL in Bun, OpenSSL in Node): a 77 MiB UKI is ~7x faster than in pure JS. */
 export function authenticode(b: Uint8Array): Authenticode {
   const { ranges, names } = authenticodeRanges(b);
-  const h1 = sha1.create(), h2 = sha256.create();
+  const h1 = createHash("sha1"), h2 = createHash("sha256");
   for (const [a, z] of ranges) {
     const part = b.subarray(a, z);
     h1.update(part);
     h2.update(part);
   }
-  return { sha1: h1.digest(), sha256: h2.digest(), uki: names.includes(".linux") };
+  return { sha1: new Uint8Array(h1.digest()), sha256: new Uint8Array(h2.digest()), uki: names.includes(".linux") };
 }
