@@ -2,14 +2,13 @@
 // storage key and the PCR values it will have, as a tpm2-import token (the RHEL consumer's format), and
 // enroll it into an image: a new keyslot whose passphrase is base64(secret), plus the token.
 // The secret exists only in this process: that is why enrolling is part of the same run.
-import { spawn } from "node:child_process";
 import { createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { CvmError } from "../errors.js";
 import { passphraseOf } from "../flow/convert.js";
 import { Secret } from "../log/secret.js";
 import { readLuksHeaderFile } from "../luks/header.js";
-import { importToken, keyslotOpens } from "../luks/tokens.js";
+import { addKeyslot, freeKeyslot, importToken, keyslotOpens } from "../luks/tokens.js";
 import { BANKS } from "../tpm/commands.js";
 import { makeImportBlobs } from "../tpm/duplicate.js";
 import { rsaStorageKey, type RsaStorageKey } from "../tpm/keys.js";
@@ -56,24 +55,6 @@ export function readPcrValues(path: string): { bank: string; values: Map<number,
   return { bank, values: new Map([...values].sort((a, b) => a[0] - b[0])) };
 }
 
-/** luksAddKey with both passphrases through pipes, never a file: the new one on stdin ("-"), the existing
- *  one on fd 3, re-piped by bash so cryptsetup can open it as /dev/fd/5 (Bun's extra stdio is a socketpair,
- *  which /dev/fd cannot open). */
-async function addKeyslot(image: string, slot: string, existing: Uint8Array, added: Secret): Promise<void> {
-  const script = 'exec cryptsetup luksAddKey --batch-mode --key-slot "$1" --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file=/dev/fd/5 "$2" - 5< <(cat <&3)';
-  const c = spawn("bash", ["-c", script, "bash", slot, image], { stdio: ["pipe", "ignore", "pipe", "pipe"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C" } });
-  let err = "";
-  c.stderr!.on("data", (d) => (err += d));
-  const done = new Promise<number | null>((resolve, reject) => {
-    c.on("error", (e) => reject(new CvmError("LUKS", `cannot run cryptsetup: ${e.message}`)));
-    c.on("close", resolve);
-  });
-  (c.stdio[3] as NodeJS.WritableStream).end(Buffer.from(existing));
-  added.use((b) => c.stdin!.end(Buffer.from(b)));
-  const code = await done;
-  if (code !== 0) throw new CvmError("LUKS", `cryptsetup luksAddKey ${image}: exit ${code}${code === 2 ? " (the existing passphrase is wrong)" : ""}: ${err.trim().split("\n").pop() ?? ""}`);
-}
-
 export const seal: Runner = async (ctx) => {
   await noCoreDumps(ctx);
   const srkPath = ctx.flags.srk, pcrPath = ctx.flags["pcr-values"], image = ctx.flags.enroll;
@@ -84,9 +65,7 @@ export const seal: Runner = async (ctx) => {
   const { bank, values } = readPcrValues(pcrPath);
   const unique = typeof ctx.flags.unique === "string" ? new Uint8Array(readFileSync(ctx.flags.unique)) : undefined;
   const header = await readLuksHeaderFile(image);
-  const used = new Set(header.keyslots.map((k) => k.id));
-  const slot = String([...Array(32).keys()].find((i) => !used.has(String(i))) ?? "");
-  if (slot === "") throw new CvmError("LUKS", `${image}: no free keyslot`);
+  const slot = freeKeyslot(header, image);
   const existing = new Uint8Array(readFileSync(0));
   if (existing.length === 0) throw new CvmError("USAGE", "seal --enroll reads an existing passphrase of the image from stdin");
   const secret = Secret.adopt(crypto.getRandomValues(new Uint8Array(32)));
@@ -102,7 +81,7 @@ export const seal: Runner = async (ctx) => {
   };
   const pass = passphraseOf(secret);
   try {
-    await addKeyslot(image, slot, existing, pass);
+    await addKeyslot(image, slot, Secret.adopt(existing), pass); // existing is zeroed below
     if (!(await keyslotOpens(image, slot, pass))) throw new CvmError("LUKS", `${image}: the new keyslot ${slot} does not open with the sealed secret`);
     await importToken(image, token);
   } finally {

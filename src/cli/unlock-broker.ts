@@ -10,14 +10,15 @@ import type { Secret } from "../log/secret.js";
 import { startPassphraseCheck } from "../luks/cryptsetup.js";
 import { chooseProvider } from "../tee/providers.js";
 import type { Context, Result } from "./command.js";
-import { askIds, convertedVolumes, type UnlockDeps } from "./unlock.js";
+import { askIds, convertedVolumes, openTpmQuietly, type UnlockDeps } from "./unlock.js";
+import type { LuksHeader } from "../luks/header.js";
 import { fetchTransport, type Transport } from "../kbs/transport.js";
 import { brokerUrls, type Config } from "../config/config.js";
 import { CvmError } from "../errors.js";
 
 export async function unlockThroughBroker(
   ctx: Context,
-  a: { eff: Effective; deps: UnlockDeps; deadline: Deadline; needBroker: Volume[]; devices: Map<string, string>; skipped: { name: string; reason: string }[]; converted?: AskVolume[] },
+  a: { eff: Effective; deps: UnlockDeps; deadline: Deadline; needBroker: Volume[]; devices: Map<string, string>; skipped: { name: string; reason: string }[]; converted?: AskVolume[]; rescue?: RescueTarget[] },
 ): Promise<Result> {
   const { eff, deps, deadline, devices, skipped } = a;
   let needBroker = a.needBroker;
@@ -62,6 +63,8 @@ export async function unlockThroughBroker(
       serial = await ctx.trace.run("keyring", async () => handOff(await ctx.native(), config.keyring, orderedSecrets(needBroker, secrets)));
       ctx.log.info("passphrases handed to systemd-cryptsetup", { keyring: config.keyring.keyring, key: config.keyring.key, serial });
     }
+    const unlocked = new Set(needBroker.map((v) => v.name));
+    const rescued = await ctx.trace.run("rescue", () => rescueReseal(ctx, eff, deps, (a.rescue ?? []).filter((r) => unlocked.has(r.volume.name)), secrets));
     return {
       status: "done",
       message: `unlocked ${needBroker.length} volume(s) through the broker: ${needBroker.map((v) => v.name).join(", ")}`,
@@ -72,12 +75,38 @@ export async function unlockThroughBroker(
         attempts: ctx.trace.attempts,
         timings_ms: ctx.trace.timings_ms,
         handoff: config.keyring.handoff,
+        ...(rescued.length > 0 ? { rescued } : {}),
         keyring: { keyring: config.keyring.keyring, key: config.keyring.key, serial },
       },
     };
   } finally {
     for (const s of secrets.values()) s.wipe();
   }
+}
+
+type RescueTarget = { volume: Volume; path: string; header: LuksHeader };
+
+/** Reseal on rescue (flow/rescue.ts), after the hand-off: a failure is a warning, the boot goes on. */
+async function rescueReseal(ctx: Context, eff: Effective, deps: UnlockDeps, targets: RescueTarget[], secrets: Map<string, Secret>): Promise<{ name: string; keyslot: string }[]> {
+  if (targets.length === 0) return [];
+  const out: { name: string; keyslot: string }[] = [];
+  const tpm = await (deps.tpm ?? openTpmQuietly)(eff.config.tpm.device, ctx);
+  if (!tpm) return out;
+  try {
+    const { rescueReseal: reseal } = await import("../flow/rescue.js");
+    for (const t of targets) {
+      try {
+        const r = await reseal(t.path, t.header, secrets.get(t.volume.resource!)!, tpm, eff.srk);
+        out.push({ name: t.volume.name, keyslot: r.keyslot });
+        ctx.log.info(`volume ${t.volume.name}: resealed on rescue: keyslot ${r.keyslot} and a systemd-tpm2 token for the current PCRs ${r.bank}:${r.pcrs.join(",")}, so the next boot needs no broker`, { volume: t.volume.name });
+      } catch (e) {
+        ctx.log.warn(`volume ${t.volume.name}: reseal on rescue failed, the next boot needs the broker again: ${(e as Error).message}`, { volume: t.volume.name });
+      }
+    }
+  } finally {
+    tpm.transport.close();
+  }
+  return out;
 }
 
 export function brokerTransport(eff: Effective, ctx: Context): Transport {

@@ -88,6 +88,9 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
       if (p.skip) skipped.push({ name: p.volume.name, reason: p.skip });
     }
     const needBroker = plans.filter((p) => !p.skip).map((p) => p.volume);
+    // Reseal on rescue (vTPM images): a volume whose systemd-tpm2 tokens are all stale gets one for the
+    // current PCRs once the broker has unlocked it, so the next boot needs no broker.
+    const rescue = config.tpm.tokens ? plans.filter((p) => !p.skip && p.tokens.some((t) => t.state === "stale")).map((p) => targets.find((t) => t.volume.name === p.volume.name)!).filter((t): t is Required<Target> => t.header !== undefined) : [];
     const converted: AskVolume[] = [...fromImport].map(([name, f]) => {
       const v = config.volumes.find((x) => x.name === name)!;
       return { name, match: askIds(v, devices.get(name)!), passphrase: f.passphrase, active: () => (deps.luksActive ?? luksActive)(f.uuid) };
@@ -96,7 +99,7 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
     try {
       if (needBroker.length > 0) {
         const { unlockThroughBroker } = await import("./unlock-broker.js");
-        return await unlockThroughBroker(ctx, { eff, deps, deadline, needBroker, devices, skipped, converted });
+        return await unlockThroughBroker(ctx, { eff, deps, deadline, needBroker, devices, skipped, converted, rescue });
       }
       if (converted.length > 0) {
         const { answerAskPassword } = await import("../keyring/askpass.js");
@@ -158,7 +161,7 @@ async function convertImports(volumes: Required<Target>[], tpm: () => Promise<Tp
 export const unlock: Runner = makeUnlock();
 
 /** The TPM named in the config, or undefined (logged) when there is none: tokens cannot be checked then. */
-async function openTpmQuietly(device: string, ctx: Context): Promise<Tpm | undefined> {
+export async function openTpmQuietly(device: string, ctx: Context): Promise<Tpm | undefined> {
   try {
     return new Tpm(await openTpm(device, ctx.native));
   } catch (e) {

@@ -185,7 +185,9 @@ export async function unsealSystemdBlob(tpm: Tpm, blob: Uint8Array, bank: string
 }
 
 /** Step 2: a systemd 252 token for the secret, proven before anything is written. */
-export async function resealAndProve(tpm: Tpm, device: string, it: ImportToken, secret: Secret, c: Crypto): Promise<Record<string, unknown>> {
+/** Seals secret under systemd 252's template to it.policy, proves the blob unseals to the same bytes and
+ *  that base64 of the secret opens it.slot, and returns the systemd-tpm2 token to write (nothing written). */
+export async function resealAndProve(tpm: Tpm, device: string, it: Pick<ImportToken, "id" | "slot" | "bank" | "pcrs" | "policy">, secret: Secret, c: Crypto): Promise<Record<string, unknown>> {
   const { priv, pub } = await createSealed(tpm, c.primary, sealedTemplate(it.policy), secret, { session: c.session, parentName: c.primaryName });
   const blob = new Uint8Array(priv.length + pub.length);
   blob.set(priv);
@@ -193,14 +195,14 @@ export async function resealAndProve(tpm: Tpm, device: string, it: ImportToken, 
   const again = await unsealSystemdBlob(tpm, blob, it.bank, it.pcrs, it.policy, c);
   try {
     const same = again.use((a) => secret.use((b) => a.length === b.length && a.every((x, i) => x === b[i])));
-    if (!same) throw new CvmError("TPM", `tpm2-import token ${it.id}: the resealed blob unseals to different bytes`);
+    if (!same) throw new CvmError("TPM", `token ${it.id}: the resealed blob unseals to different bytes`);
   } finally {
     again.wipe();
   }
   const pass = passphraseOf(secret);
   try {
     if (!(await keyslotOpens(device, it.slot, pass))) {
-      throw new CvmError("LUKS", `tpm2-import token ${it.id}: base64 of the sealed secret does not open keyslot ${it.slot}`, { reason: "keyslot-mismatch" });
+      throw new CvmError("LUKS", `token ${it.id}: base64 of the sealed secret does not open keyslot ${it.slot}`, { reason: "keyslot-mismatch" });
     }
   } finally {
     pass.wipe();
