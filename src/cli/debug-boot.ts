@@ -5,32 +5,33 @@ import { hex } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import { authenticode } from "../measured-boot/authenticode.js";
 import { parseEventLog, replay, type EventLog } from "../measured-boot/eventlog.js";
-import { predictPcrs, updateReplacements, type Digests } from "../measured-boot/predict.js";
+import { predictPcrs, updateReplacements, type Digests, type NextBoot } from "../measured-boot/predict.js";
 import type { Context, Runner } from "./command.js";
 import { readFlagFile } from "./common.js";
 
 export const EVENTLOG_PATH = "/sys/kernel/security/tpm0/binary_bios_measurements";
 const SYSFS_PCRS = "/sys/class/tpm/tpm0";
 
-/** A PE file's Authenticode digests, and whether it is a UKI. */
-export const peOf = (b: Uint8Array): { digests: Digests; uki: boolean } => {
+/** A PE file's Authenticode digests, whether it is a UKI, and its kernel's digests if so. */
+export const peOf = (b: Uint8Array): { digests: Digests; uki: boolean; kernel?: Digests } => {
   const a = authenticode(b);
-  return { digests: { sha1: hex(a.sha1), sha256: hex(a.sha256) }, uki: a.uki };
+  return { digests: { sha1: hex(a.sha1), sha256: hex(a.sha256) }, uki: a.uki, ...(a.kernel ? { kernel: { sha1: hex(a.kernel.sha1), sha256: hex(a.kernel.sha256) } } : {}) };
 };
 
 export const digestsOf = (b: Uint8Array): Digests => peOf(b).digests;
 
 /** The binaries the next boot runs, from --uki FILE or --uki-authenticode, and --shim FILE. */
-export function nextBinaries(f: Context["flags"]): { uki?: Digests; shim?: Digests } {
-  const uki = typeof f.uki === "string" ? digestsOf(readFlagFile("--uki", f.uki)) : typeof f["uki-authenticode"] === "string" ? parseDigests(f["uki-authenticode"], "--uki-authenticode") : undefined;
-  return { uki, shim: typeof f.shim === "string" ? digestsOf(readFlagFile("--shim", f.shim)) : undefined };
+export function nextBinaries(f: Context["flags"]): NextBoot {
+  const file = typeof f.uki === "string" ? peOf(readFlagFile("--uki", f.uki)) : undefined;
+  const uki = file ? file.digests : typeof f["uki-authenticode"] === "string" ? parseDigests(f["uki-authenticode"], "--uki-authenticode") : undefined;
+  return { uki, ukiKernel: file?.kernel, shim: typeof f.shim === "string" ? digestsOf(readFlagFile("--shim", f.shim)) : undefined };
 }
 
 export const debugAuthenticode: Runner = async (ctx) => {
   const file = ctx.positionals[0]!;
-  const { digests: d, uki } = peOf(readFlagFile("FILE", file));
-  ctx.print(`sha1   ${d.sha1}\nsha256 ${d.sha256}\nuki    ${uki ? "yes (a .linux section)" : "no"}`);
-  return { status: "done", message: `Authenticode of ${file}`, data: { file, authenticode: d, uki } };
+  const { digests: d, uki, kernel } = peOf(readFlagFile("FILE", file));
+  ctx.print(`sha1   ${d.sha1}\nsha256 ${d.sha256}\nuki    ${uki ? "yes (a .linux section)" : "no"}${kernel ? `\nkernel sha1 ${kernel.sha1}\nkernel sha256 ${kernel.sha256}` : ""}`);
+  return { status: "done", message: `Authenticode of ${file}`, data: { file, authenticode: d, uki, ...(kernel ? { kernel } : {}) } };
 };
 
 /** "sha1:HEX,sha256:HEX" → digests. */
@@ -67,11 +68,11 @@ export const debugPcrs: Runner = async (ctx) => {
   // Live values: --live-pcrs FILE (JSON bank → pcr → hex) for a saved log, else sysfs when this is that boot.
   const live = typeof f["live-pcrs"] === "string" ? (JSON.parse(new TextDecoder().decode(readFlagFile("--live-pcrs", f["live-pcrs"]))) as Record<string, Record<number, string>>) : typeof f.eventlog === "string" ? {} : sysfsPcrs(log, pcrs);
 
-  const { uki: newUki, shim: newShim } = nextBinaries(f);
+  const next = nextBinaries(f);
   let predicted: Record<string, Record<number, string>> | undefined;
-  if (newUki || newShim) {
+  if (next.uki || next.shim) {
     if (Object.keys(live).length === 0) throw new CvmError("USAGE", "a prediction needs the live PCRs to check the log against (run on the booted system, or give --live-pcrs FILE)");
-    const { replace, known } = updateReplacements(log, { uki: newUki, shim: newShim });
+    const { replace, known } = updateReplacements(log, next);
     predicted = predictPcrs(log, { live, replace, known, pcrs });
   }
   for (const bank of Object.keys(rep)) {

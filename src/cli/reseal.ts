@@ -4,7 +4,7 @@ import { CvmError } from "../errors.js";
 import { readLuksHeaderFile } from "../luks/header.js";
 import { devicePath } from "../luks/cryptsetup.js";
 import { parseEventLog } from "../measured-boot/eventlog.js";
-import type { Digests } from "../measured-boot/predict.js";
+import type { NextBoot } from "../measured-boot/predict.js";
 import { resealDevice, type ResealResult } from "../flow/reseal.js";
 import { Tpm } from "../tpm/commands.js";
 import type { TpmtPublic } from "../tpm/marshal.js";
@@ -32,7 +32,7 @@ export function volumesAndTpm(ctx: Context): { devices: string[]; tpmSpec: strin
 }
 
 /** Reseals every volume for the next boot's binaries; shared by reseal and update. */
-export async function resealVolumes(ctx: Context, next: { uki?: Digests; shim?: Digests }, dryRun: boolean): Promise<ResealResult[]> {
+export async function resealVolumes(ctx: Context, next: NextBoot, dryRun: boolean): Promise<ResealResult[]> {
   const f = ctx.flags;
   const eventlog = parseEventLog(readFlagFile("--eventlog", typeof f.eventlog === "string" ? f.eventlog : EVENTLOG_PATH));
   const { devices, tpmSpec, srk } = volumesAndTpm(ctx);
@@ -49,10 +49,10 @@ export async function resealVolumes(ctx: Context, next: { uki?: Digests; shim?: 
 
 export const reseal: Runner = async (ctx) => {
   await noCoreDumps(ctx);
-  const { uki, shim } = nextBinaries(ctx.flags);
-  if (!uki && !shim) throw new CvmError("USAGE", "reseal needs --uki NEW.efi (or --uki-authenticode) and/or --shim NEW.efi");
+  const next = nextBinaries(ctx.flags);
+  if (!next.uki && !next.shim) throw new CvmError("USAGE", "reseal needs --uki NEW.efi (or --uki-authenticode) and/or --shim NEW.efi");
   const dryRun = ctx.flags["dry-run"] === true;
-  const results = await resealVolumes(ctx, { uki, shim }, dryRun);
+  const results = await resealVolumes(ctx, next, dryRun);
   const n = results.reduce((k, r) => k + r.written.length, 0);
   const msg = dryRun ? "dry run: the prediction above, nothing written" : n > 0 ? `resealed ${n} keyslot(s) for the next boot (the old tokens stay)` : "nothing to do: every keyslot already has a token for the next boot";
   return { status: n > 0 ? "done" : "nothing-to-do", message: msg, data: { results } };

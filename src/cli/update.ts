@@ -47,7 +47,7 @@ export const update: Runner = async (ctx) => {
     target: str(ctx, "install-as") ?? `EFI/Linux/${basename(ukiPath)}`,
     vars: new EfiVars(str(ctx, "efivars") ?? EFIVARS),
     trialPath: str(ctx, "trial-record") ?? TRIAL_STATE,
-    reseal: () => resealVolumes(ctx, { uki: authenticode }, false),
+    reseal: () => resealVolumes(ctx, { uki: authenticode, ukiKernel: pe.kernel }, false),
     log: ctx.log,
     fault: f,
   });

@@ -11,7 +11,7 @@ import type { Secret } from "../log/secret.js";
 import type { LuksHeader, Token } from "../luks/header.js";
 import { importToken } from "../luks/tokens.js";
 import type { EventLog } from "../measured-boot/eventlog.js";
-import { predictPcrs, updateReplacements, type Digests } from "../measured-boot/predict.js";
+import { predictPcrs, updateReplacements, type NextBoot } from "../measured-boot/predict.js";
 import type { Tpm } from "../tpm/commands.js";
 import { decode, TYPES, type TpmtPublic } from "../tpm/marshal.js";
 import { createSealed, sealedTemplate } from "../tpm/objects.js";
@@ -37,7 +37,7 @@ export interface ResealResult {
 }
 
 /** The next boot's values of the token's PCRs: 4 and 7 predicted, every other PCR as it is now. */
-async function nextValues(tpm: Tpm, log: EventLog, bank: string, pcrs: number[], next: { uki?: Digests; shim?: Digests }): Promise<Map<number, Uint8Array>> {
+async function nextValues(tpm: Tpm, log: EventLog, bank: string, pcrs: number[], next: NextBoot): Promise<Map<number, Uint8Array>> {
   const now = await tpm.pcrRead(bank, [...new Set([...pcrs, 4, 7])]);
   const live = { [bank]: { 4: hex(now.get(4)!), 7: hex(now.get(7)!) } };
   const { replace, known } = updateReplacements(log, next);
@@ -45,7 +45,7 @@ async function nextValues(tpm: Tpm, log: EventLog, bank: string, pcrs: number[],
   return new Map(pcrs.map((p) => [p, p === 4 || p === 7 ? Uint8Array.from(Buffer.from(predicted[p]!, "hex")) : now.get(p)!]));
 }
 
-export async function resealDevice(device: string, header: LuksHeader, tpm: Tpm, opts: { log: Logger; eventlog: EventLog; next: { uki?: Digests; shim?: Digests }; srk: TpmtPublic | undefined; dryRun?: boolean }): Promise<ResealResult> {
+export async function resealDevice(device: string, header: LuksHeader, tpm: Tpm, opts: { log: Logger; eventlog: EventLog; next: NextBoot; srk: TpmtPublic | undefined; dryRun?: boolean }): Promise<ResealResult> {
   const tokens = header.tokens.filter((t) => t.type === "systemd-tpm2" && t.keyslots.length === 1);
   if (tokens.length === 0) throw new CvmError("LUKS", `${device}: no systemd-tpm2 token to reseal`, { reason: "no-token" });
   const result: ResealResult = { device, plans: [], written: [] };

@@ -67,18 +67,33 @@ const isStubKernel = (e: LogEvent) => {
 };
 const digestsOfEvent = (e: LogEvent): Digests => Object.fromEntries([...e.digests].map(([b, d]) => [b, hex(d)]));
 
+/** What the next boot runs: the new UKI's and shim's Authenticode digests, and the kernel inside the new UKI
+ *  (its .linux section), which systemd-stub has the firmware measure as its own event when Secure Boot is off. */
+export interface NextBoot {
+  uki?: Digests;
+  ukiKernel?: Digests;
+  shim?: Digests;
+}
+
 /**
- * Which PCR 4 events a UKI / shim update replaces, from the log's boot applications: [shim,] UKI — the last
- * application is the UKI, the one before it the shim. A log with the kernel systemd-stub loads as its own
- * event (Secure Boot off) is refused: predicting it needs the new UKI's .linux hash, not built yet.
+ * Which PCR 4 events a UKI / shim update replaces, from the log's boot applications: [shim,] UKI[, the UKI's
+ * kernel] — the kernel systemd-stub loads is recognised by its vendor media device path, the last other
+ * application is the UKI, the one before it the shim. A log with that kernel event needs the new UKI's
+ * kernel digests (the file, not only its hashes).
  */
-export function updateReplacements(log: EventLog, next: { uki?: Digests; shim?: Digests }): { replace: Replacement[]; known: Digests[] } {
-  const apps = log.events.filter((e) => e.pcr === 4 && e.type === EV.EFI_BOOT_SERVICES_APPLICATION);
-  if (apps.some(isStubKernel)) throw new CvmError("TPM", "this boot measured the UKI's kernel as its own PCR 4 event (systemd-stub with Secure Boot off): predicting it needs the new UKI's .linux hash, which is not built yet", { reason: "stub-kernel-event" });
+export function updateReplacements(log: EventLog, next: NextBoot): { replace: Replacement[]; known: Digests[] } {
+  const all = log.events.filter((e) => e.pcr === 4 && e.type === EV.EFI_BOOT_SERVICES_APPLICATION);
+  const kernels = all.filter(isStubKernel);
+  const apps = all.filter((e) => !isStubKernel(e));
   const uki = apps[apps.length - 1], shim = apps.length > 1 ? apps[apps.length - 2] : undefined;
   const replace: Replacement[] = [];
   if (next.uki && uki) replace.push({ old: digestsOfEvent(uki), new: next.uki });
   if (next.shim && shim) replace.push({ old: digestsOfEvent(shim), new: next.shim });
+  if (next.uki && kernels.length > 0) {
+    if (!next.ukiKernel) throw new CvmError("USAGE", "this boot measured the UKI's kernel as its own PCR 4 event (systemd-stub with Secure Boot off): the prediction needs the new UKI's kernel, so give the UKI file (--uki), not only its hashes", { reason: "stub-kernel-event" });
+    for (const k of kernels) replace.push({ old: digestsOfEvent(k), new: next.ukiKernel });
+  }
   const known = apps.filter((e) => e !== uki && e !== shim).map(digestsOfEvent).concat(shim && !next.shim ? [digestsOfEvent(shim)] : []);
+  if (!next.uki) known.push(...kernels.map(digestsOfEvent));
   return { replace, known };
 }

@@ -5,7 +5,12 @@ import { describe, expect, it } from "vitest";
 import { hex } from "../../src/bytes.js";
 import { authenticode, authenticodeRanges, PeError } from "../../src/measured-boot/authenticode.js";
 import { parseEventLog } from "../../src/measured-boot/eventlog.js";
-import { predictPcrs } from "../../src/measured-boot/predict.js";
+import { predictPcrs, updateReplacements } from "../../src/measured-boot/predict.js";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { CvmError } from "../../src/errors.js";
+import { tempDir } from "../helpers/bin.js";
+import { makeUki } from "../helpers/uki.js";
 import { vbytes, vjson } from "../helpers/vectors.js";
 import { thrown } from "../helpers/errors.js";
 
@@ -79,5 +84,43 @@ describe("PCR 4/7 prediction (reseal acceptance vector)", () => {
     expect(() => predictPcrs(log, { live: { sha256: { 4: "00".repeat(32) } }, replace: [uki], known: [shimHashes] })).toThrow(/the event log does not match the TPM/);
     expect(() => predictPcrs(log, { live: { sha256: { 4: live.sha256["4"] } }, replace: [uki] })).toThrow(/neither known nor replaced/);
     expect(() => predictPcrs(log, { live: { sha256: { 4: live.sha256["4"] } }, replace: [{ old: { sha256: "11".repeat(32) }, new: uki.new }], known: [shimHashes, uki.old] })).toThrow(/no PCR 4 boot application event is the binary being replaced/);
+  });
+});
+
+describe("a UKI booted with Secure Boot off: systemd-stub has the firmware measure the UKI's kernel too", () => {
+  const log = parseEventLog(vbytes("pcr/uki-direct-no-secureboot/eventlog.bin"));
+  const side = vjson("pcr/uki-direct-no-secureboot/eventlog.events.json");
+  const tpm = vjson("pcr/uki-direct-no-secureboot/pcrs.json").tpm;
+  const live = { sha1: { 4: tpm.sha1["4"], 7: tpm.sha1["7"] }, sha256: { 4: tpm.sha256["4"], 7: tpm.sha256["7"] } };
+  // A UKI as dracut makes one (systemd's stub + objcopy) whose kernel is a real signed PE (the shim).
+  const uki = new Uint8Array(readFileSync(makeUki(tempDir("uki-"), "k.efi", "console=ttyS0 x=1", shim)));
+  const a = authenticode(uki);
+  const next = { uki: { sha1: hex(a.sha1), sha256: hex(a.sha256) }, ukiKernel: { sha1: hex(a.kernel!.sha1), sha256: hex(a.kernel!.sha256) } };
+
+  it("the kernel's digests are the .linux section's own Authenticode hashes (the shim's, as the firmware measured them)", () => {
+    expect(a.uki).toBe(true);
+    expect(next.ukiKernel).toEqual(hashes["binaries/shimx64-snakeoil.efi"].authenticode);
+  });
+
+  it("replaces both the UKI event (#22) and its kernel's (#31); every other event as the independent parser listed it", () => {
+    const { replace, known } = updateReplacements(log, next);
+    const p = predictPcrs(log, { live, replace, known });
+    for (const bank of ["sha1", "sha256"] as const) {
+      let pcr = Buffer.alloc(bank === "sha1" ? 20 : 32);
+      for (const e of side.events.filter((x: any) => x.pcr === 4 && x.type !== "EV_NO_ACTION")) {
+        const d = e.index === 22 ? next.uki[bank] : e.index === 31 ? next.ukiKernel[bank] : e.digests[bank];
+        pcr = createHash(bank).update(Buffer.concat([pcr, Buffer.from(d, "hex")])).digest();
+      }
+      expect(p[bank]![4]).toBe(pcr.toString("hex"));
+      expect(p[bank]![7]).toBe(tpm[bank]["7"]);
+    }
+  });
+
+  it("the same UKI again predicts the live values; without the kernel's digests nothing is predicted", () => {
+    const uki22 = side.events[22].digests, kernel31 = side.events[31].digests;
+    const { replace, known } = updateReplacements(log, { uki: uki22, ukiKernel: kernel31 });
+    expect(predictPcrs(log, { live, replace, known })).toEqual({ sha1: live.sha1, sha256: live.sha256 });
+    const e = thrown(() => updateReplacements(log, { uki: next.uki })) as CvmError;
+    expect([e.code, e.details.reason]).toEqual(["USAGE", "stub-kernel-event"]);
   });
 });
