@@ -2,9 +2,10 @@
 // UINT32 attributes followed by its data. A write replaces the variable and must be one write() of both;
 // a variable is removed by unlinking its file. Only the boot manager's variables are used here: Boot####,
 // BootOrder, BootNext (written) and BootCurrent (read).
-import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync, constants as C } from "node:fs";
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync, constants as C } from "node:fs";
 import { join } from "node:path";
 import { CvmError } from "../errors.js";
+import { syncFd } from "../fsync.js";
 import { decodeLoadOption, encodeLoadOption, type LoadOption } from "./loadoption.js";
 
 export const EFIVARS = "/sys/firmware/efi/efivars";
@@ -43,7 +44,7 @@ export class EfiVars {
       fd = openSync(this.path(name, guid), C.O_WRONLY | C.O_CREAT, 0o644);
       if (writeSync(fd, b) !== b.length) throw new Error("short write");
       if (fstatSync(fd).size > b.length) ftruncateSync(fd, b.length);
-      fsyncSync(fd);
+      syncFd(fd); // efivarfs: no fsync, the write is committed
     } catch (e) {
       throw new CvmError("EFI", `cannot write the UEFI variable ${name}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     } finally {

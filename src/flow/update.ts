@@ -7,10 +7,11 @@
 //   4. the trial record (which entry, which tokens belong to it), for finalize on the next boot;
 //   5. BootNext = that entry: the firmware tries it once, and BootOrder still starts with the old entry.
 // A trial boot that does not unlock powers off; the next boot comes from BootOrder's first entry.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { equalBytes } from "../bytes.js";
 import { CvmError } from "../errors.js";
+import { syncDir, syncFd } from "../fsync.js";
 import type { Esp } from "../efi/esp.js";
 import { encodeDevicePath, filePathNode, hardDriveNode, LOAD_OPTION_ACTIVE, type LoadOption } from "../efi/loadoption.js";
 import { bootName, type EfiVars } from "../efi/vars.js";
@@ -55,23 +56,12 @@ export function writeAtomic(path: string, bytes: Uint8Array): void {
   try {
     let off = 0;
     while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
-    fsyncSync(fd);
+    syncFd(fd);
   } finally {
     closeSync(fd);
   }
   renameSync(tmp, path);
   syncDir(dirname(path));
-}
-
-function syncDir(dir: string): void {
-  const fd = openSync(dir, "r");
-  try {
-    fsyncSync(fd);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "EINVAL") throw e; // some file systems cannot sync a directory
-  } finally {
-    closeSync(fd);
-  }
 }
 
 export function readTrial(path: string): TrialRecord | undefined {
