@@ -33,6 +33,9 @@ installkernel() {
     # configfs-tsm (Linux 6.7+). A kernel that lacks one (tdx-guest before 6.2, tsm before 6.7) lacks it here
     # too: instmods skips what the kernel does not have, and the agent finds the others.
     hostonly='' instmods sev-guest tdx-guest tsm
+    # Azure's confidential VMs (a paravisor owns the TEE): the VMBus, its disk and network drivers, the MANA
+    # NIC and NVMe disks, so the initramfs reaches the root disk and the broker there.
+    hostonly='' instmods hv_vmbus hv_storvsc hv_netvsc mana nvme
 }
 
 install() {

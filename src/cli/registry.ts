@@ -104,8 +104,7 @@ export const COMMANDS: Command[] = [
     flags: [
       EFIVARS_FLAG,
       TRIAL_FLAG,
-      { name: "device", value: "DEV", help: "a LUKS2 device or image (default: the config's volumes)" },
-      { name: "tpm-device", value: "DEV", help: "default: the config's tpm.device, else /dev/tpmrm0" },
+      ...VOLUME_TPM_FLAGS.filter((x) => x.name !== "srk"), // finalize only reads PCRs: no session, no pinned key
       { name: "dry-run", help: "say what would change; write nothing" },
       ...CONFIG_FLAGS,
       ...testFault("order-set|token-removed|record-removed"),
