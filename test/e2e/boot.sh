@@ -22,7 +22,14 @@
 #   boot 7  later vTPM boot, broker stopped: systemd-cryptsetup unlocks from the vTPM without waiting for the
 #           agent; the agent says "nothing to do" (its own time printed) and never waits for the network
 #   boot 8  a UKI with another command line (PCR 4 changes), broker up: the agent finds the token stale,
-#           logs it, and the broker unlocks root
+#           logs it, the broker unlocks root, and the agent reseals on rescue (a keyslot + token for these PCRs)
+#   boot 8b the same UKI, broker stopped: unlocks from the token resealed on rescue
+#   boot 16 the update lifecycle from inside the booted guest (on a copy of the root after boot 6, OVMF
+#           variables kept across its boots, broker stopped throughout): 16a UKI A runs `cvm-unlock update`
+#           to UKI B (reseal, ESP, Boot####, BootNext); 16b the firmware tries UKI B once, it unlocks from the
+#           resealed token, `finalize` makes it the default and drops the stale token; 16c UKI B again by
+#           BootOrder, update to UKI C; 16d the host swaps UKI D in where the trial entry points (a wrong
+#           prediction): no unlock, power off; 16e back on UKI B by BootOrder, its token still works
 # And one more on the SeaBIOS image (on_failure = poweroff):
 #   boot 9  the host adds rd.shell=1 rd.break=cmdline to the kernel command line → the VM powers itself off at
 #           the break, no shell (the module's emergency drop-ins; the command line cannot turn them off)
@@ -39,7 +46,8 @@
 #   boot 14 the production config (tee.allow_simulated false) on this TEE-less VM: fails closed, powers off,
 #           the record says there is no TEE
 # And two checks that are not boots: 11, the initramfs built for Debian's generic kernel (a real guest's)
-# carries the TEE guest modules (sev-guest; tdx-guest and tsm where the kernel has them); 12, the .deb
+# carries the TEE guest modules (sev-guest; tdx-guest and tsm where the kernel has them) and Azure's disk and
+# network drivers (hv_vmbus, hv_storvsc, hv_netvsc, mana, nvme); 12, the .deb
 # installs with dpkg -i, runs, passes lintian without errors, and purges.
 # Why a calibration boot and not a prediction from the event log: the UKI sealed to is the very file boot 5
 # booted, with the same firmware, fresh OVMF variables and disks, so every PCR 4/7 event repeats; the values
@@ -188,7 +196,9 @@ if want 4; then
     verdict "boot 4 (OVMF, UKI, broker releases the key)" "$S/serial-4.log" unlock
 fi
 
-if want 5 || want 6 || want 7 || want 8 || want 15; then
+# The booted root mounts the ESP and efivarfs for the update jobs: the initramfs loads these and they stay.
+ROOT_DRIVERS="vfat nls_cp437 nls_ascii nls_utf8 efivarfs"
+if want 5 || want 6 || want 7 || want 8 || want 15 || want 16; then
     # The vTPM image: same broker and volume, ask-password hand-off (systemd-cryptsetup 252 never reads the
     # keyring after its TPM try), tpm.tokens; no rd.luks.options, so the module's crypttab applies.
     VCONFDIR="$S/conf-vtpm"
@@ -210,7 +220,7 @@ JSON
     make_vtpm_state "$VTPM"
     pin_vtpm_srk "$VTPM" "$VCONFDIR"
     t=$(now)
-    CONFDIR=$VCONFDIR build_image "$S/uki-a.efi" --uefi --uefi-stub /usr/lib/systemd/boot/efi/linuxx64.efi.stub --kernel-image "$VMLINUZ" --kernel-cmdline "$VCMDLINE"
+    CONFDIR=$VCONFDIR build_image "$S/uki-a.efi" --uefi --uefi-stub /usr/lib/systemd/boot/efi/linuxx64.efi.stub --kernel-image "$VMLINUZ" --kernel-cmdline "$VCMDLINE" --force-drivers "$ROOT_DRIVERS"
     check_image_binary "$S/uki-a.efi"
     check_vtpm_image "$S/uki-a.efi"
     make_esp "$S/uki-a.efi" "$S/esp-a.img"
@@ -231,7 +241,7 @@ JSON
     seal_for_vtpm "$VTPM" "{\"bank\":\"sha256\",\"pcrs\":{\"4\":\"$pcr4\",\"7\":\"$pcr7\"}}" || true
     log "sealed for the guest vTPM: tokens now $(tokens)"
 
-    if want 6 || want 7 || want 8; then
+    if want 6 || want 7 || want 8 || want 16; then
         boot_vtpm "$VTPM" "$S/serial-6.log" "$S/esp-a.img"
         after=$(tokens)
         [ "$after" = systemd-tpm2 ] || EXTRA_WHY="tokens after the boot: $after (want systemd-tpm2 only)"
@@ -243,16 +253,100 @@ JSON
         own=$(grep -o 'cvm-unlock: nothing to do: root unlocks.*elapsed_ms=[0-9]*' "$S/serial-7.log" | grep -o 'elapsed_ms=[0-9]*' | head -n1)
         verdict "boot 7 (OVMF + vTPM, later boot, broker stopped: nothing to do, agent ${own:-time missing})" "$S/serial-7.log" vtpm
     fi
-    if want 8; then
+    build_uki_b() {
         t=$(now)
-        CONFDIR=$VCONFDIR build_image "$S/uki-b.efi" --uefi --uefi-stub /usr/lib/systemd/boot/efi/linuxx64.efi.stub --kernel-image "$VMLINUZ" --kernel-cmdline "$VCMDLINE cvm_unlock_e2e=updated"
-        make_esp "$S/uki-b.efi" "$S/esp-b.img"
+        CONFDIR=$VCONFDIR build_image "$S/uki-b.efi" --uefi --uefi-stub /usr/lib/systemd/boot/efi/linuxx64.efi.stub --kernel-image "$VMLINUZ" --kernel-cmdline "$VCMDLINE cvm_unlock_e2e=updated" --force-drivers "$ROOT_DRIVERS"
         log "updated UKI (another command line) built in $(since "$t") s"
+    }
+    if want 16; then
+        # The update lifecycle as a whole, from inside the booted guest, with the broker stopped throughout and
+        # the OVMF variables kept across these boots (boot entries live there). UKI C is UKI B with one byte of
+        # its command line changed; UKI D is another build (with a 30 s deadline, to fail closed sooner).
+        # On a copy of the root: boots 8 and 15 after it start from the header boot 7 left.
+        cp --sparse=always "$ROOT_IMG" "$S/root-before-16.img"
+        [ -f "$S/uki-b.efi" ] || build_uki_b
+        python3 - "$S/uki-b.efi" "$S/uki-c.efi" <<'PY'
+import sys
+b = open(sys.argv[1], "rb").read()
+assert b.count(b"cvm_unlock_e2e=updated") == 1
+open(sys.argv[2], "wb").write(b.replace(b"cvm_unlock_e2e=updated", b"cvm_unlock_e2e=updatec"))
+PY
+        t=$(now)
+        CONFDIR=$VCONFDIR build_image "$S/uki-d.efi" --uefi --uefi-stub /usr/lib/systemd/boot/efi/linuxx64.efi.stub --kernel-image "$VMLINUZ" --kernel-cmdline "$VCMDLINE cvm_unlock_e2e=wrong rd.cvm_unlock.deadline=30" --force-drivers "$ROOT_DRIVERS"
+        log "UKI D built in $(since "$t") s"
+        ESP_T="$S/esp-t.img"
+        make_esp "$S/uki-a.efi" "$ESP_T" $(( 3 * $(stat -c %s "$S/uki-b.efi") / 1048576 ))
+        esp_put "$ESP_T" "$VCONFDIR/srk.pub" /cvm-e2e/srk.pub
+        AGENT='env -i PATH=/usr/bin:/bin:/sbin /usr/bin/cvm-unlock'
+        job() { printf '%s\n' "$@" > "$S/job.sh"; esp_put "$ESP_T" "$S/job.sh" /cvm-e2e/job.sh; }
+        update_job() { # $1: the ESP name of the new UKI
+            job "$AGENT update --uki /efi/cvm-e2e/next.efi --esp /efi --install-as EFI/Linux/$1 --device /dev/vda --srk /efi/cvm-e2e/srk.pub --tpm-device /dev/tpmrm0" 'echo "CVM-UNLOCK-E2E: update rc=$?"'
+        }
+        finalize_job="$AGENT finalize --device /dev/vda --tpm-device /dev/tpmrm0 --json; echo \"CVM-UNLOCK-E2E: finalize rc=\$?\""
+        export OVMF_VARS="$S/ovmf-vars-trial.fd"
+        rm -f "$OVMF_VARS"
+        boot_t() { boot_vtpm "$VTPM" "$S/serial-$1.log" "$ESP_T"; }
+        updated() { grep -a 'CVM-UNLOCK-E2E: job start' "$1" | grep -q "cvm_unlock_e2e=$2"; }
+
+        # 16a: UKI A (BOOTX64.EFI), unlocks from its token; the job installs UKI B as a trial.
+        esp_put "$ESP_T" "$S/uki-b.efi" /cvm-e2e/next.efi
+        update_job uki-b.efi
+        boot_t 16a
+        grep -qa 'CVM-UNLOCK-E2E: update rc=0' "$S/serial-16a.log" || EXTRA_WHY="update in the guest failed: $(grep -a 'cvm-unlock' "$S/serial-16a.log" | tail -n 3 | tr '\n' ' ' | cut -c1-300)"
+        [ -z "${EXTRA_WHY:-}" ] && [ "$(tokens)" != "systemd-tpm2,systemd-tpm2" ] && EXTRA_WHY="tokens after update: $(tokens)"
+        verdict "boot 16a (OVMF + vTPM, broker stopped: the booted guest runs update to UKI B: resealed, installed, Boot#### + BootNext)" "$S/serial-16a.log" vtpm
+
+        # 16b: the firmware tries UKI B once (BootNext); it unlocks from the resealed token; finalize makes it the default.
+        job "$finalize_job"
+        boot_t 16b
+        updated "$S/serial-16b.log" updated || EXTRA_WHY="this boot did not run UKI B"
+        [ -z "${EXTRA_WHY:-}" ] && ! grep -qa '"trial":"finalized"' "$S/serial-16b.log" && EXTRA_WHY="finalize did not finalize the trial: $(grep -a 'CVM-UNLOCK-E2E: finalize\|cvm-unlock' "$S/serial-16b.log" | tail -n 3 | tr '\n' ' ' | cut -c1-300)"
+        [ -z "${EXTRA_WHY:-}" ] && [ "$(tokens)" != "systemd-tpm2" ] && EXTRA_WHY="tokens after finalize: $(tokens) (want the resealed one only)"
+        verdict "boot 16b (trial boot of UKI B through BootNext, broker stopped: unlocks from the resealed token; finalize makes it the default and drops the stale token)" "$S/serial-16b.log" vtpm
+
+        # 16c: a further boot comes up on UKI B by BootOrder; the job sets up a trial of UKI C.
+        esp_put "$ESP_T" "$S/uki-c.efi" /cvm-e2e/next.efi
+        update_job uki-c.efi
+        boot_t 16c
+        updated "$S/serial-16c.log" updated || EXTRA_WHY="this boot did not run UKI B (BootOrder)"
+        [ -z "${EXTRA_WHY:-}" ] && ! grep -qa 'CVM-UNLOCK-E2E: update rc=0' "$S/serial-16c.log" && EXTRA_WHY="update to UKI C failed"
+        verdict "boot 16c (UKI B again, now the default; broker stopped; update to UKI C)" "$S/serial-16c.log" vtpm
+
+        # 16d: the host puts UKI D where the trial entry points: the prediction is wrong, the boot must fail closed.
+        esp_put "$ESP_T" "$S/uki-d.efi" /EFI/Linux/uki-c.efi
+        job "$finalize_job"
+        boot_t 16d
+        why=""
+        grep -qF "$MARKER" "$S/serial-16d.log" && why="a root was mounted by a UKI whose prediction was wrong"
+        [ -z "$why" ] && ! grep -qa 'cvm_unlock_e2e=wrong' "$S/serial-16d.log" && why="the trial boot did not run UKI D"
+        [ -z "$why" ] && ! grep -qE 'reboot: Power down|Powering off' "$S/serial-16d.log" && why="the VM did not power itself off"
+        [ -z "$why" ] && leaked "$S/serial-16d.log" >/dev/null && why="the passphrase appears in the log"
+        [ "$QEMU_RC" = 124 ] && why="timed out"
+        if [ -z "$why" ]; then result "boot 16d (a trial UKI whose prediction is wrong, broker stopped: no unlock, powers off)" PASS "boot ${BOOT_SECS} s"
+        else result "boot 16d (a trial UKI whose prediction is wrong, broker stopped: no unlock, powers off)" FAIL "$why; boot ${BOOT_SECS} s"; tail -n 40 "$S/serial-16d.log" | sed 's/^/    | /' >&2; fi
+
+        # 16e: the next boot is the default again (UKI B), its token still works; finalize keeps everything.
+        boot_t 16e
+        updated "$S/serial-16e.log" updated || EXTRA_WHY="this boot did not fall back to UKI B"
+        [ -z "${EXTRA_WHY:-}" ] && ! grep -qa '"trial":"not-taken"' "$S/serial-16e.log" && EXTRA_WHY="finalize did not report the trial as not taken"
+        [ -z "${EXTRA_WHY:-}" ] && [ "$(tokens)" != "systemd-tpm2,systemd-tpm2" ] && EXTRA_WHY="tokens after the failed trial: $(tokens) (want both kept)"
+        verdict "boot 16e (after the failed trial: back on UKI B by BootOrder, unlocks from its token, broker stopped)" "$S/serial-16e.log" vtpm
+        unset OVMF_VARS
+        mv "$S/root-before-16.img" "$ROOT_IMG"
+    fi
+    if want 8; then
+        build_uki_b
+        make_esp "$S/uki-b.efi" "$S/esp-b.img"
         start_broker
         boot_vtpm "$VTPM" "$S/serial-8.log" "$S/esp-b.img"
         stop_broker
         grep -qE 'systemd-tpm2 token [0-9]+ is stale' "$S/serial-8.log" || EXTRA_WHY="the agent did not log the stale token"
-        verdict "boot 8 (OVMF + vTPM, UKI with another command line: token stale, the broker unlocks)" "$S/serial-8.log" unlock-askpass
+        [ -z "${EXTRA_WHY:-}" ] && ! grep -qa 'cvm-unlock: volume root: resealed on rescue: keyslot [0-9]* and a systemd-tpm2 token' "$S/serial-8.log" && EXTRA_WHY="no reseal on rescue: $(grep -a 'rescue' "$S/serial-8.log" | tail -n 2 | tr '\n' ' ' | cut -c1-300)"
+        [ -z "${EXTRA_WHY:-}" ] && [ "$(tokens)" != "systemd-tpm2,systemd-tpm2" ] && EXTRA_WHY="tokens after the rescue: $(tokens)"
+        verdict "boot 8 (OVMF + vTPM, UKI with another command line: token stale, the broker unlocks, the agent reseals on rescue)" "$S/serial-8.log" unlock-askpass
+        # 8b: the same UKI again with the broker stopped: the rescued token unlocks, no broker needed.
+        boot_vtpm "$VTPM" "$S/serial-8b.log" "$S/esp-b.img"
+        verdict "boot 8b (the same UKI again, broker stopped: unlocks from the token resealed on rescue)" "$S/serial-8b.log" vtpm
     fi
     if want 15; then
         # The vTPM image booted without its vTPM (the host withholds it): systemd-cryptsetup finds no TPM, the
@@ -303,6 +397,10 @@ if want 11; then
     else
         result "image check ($GVER: TEE guest modules in the initramfs)" FAIL "in the image: ${mods:-none}; the kernel has: $have"
     fi
+    # Azure's hardware (#14): VMBus, its disk and network drivers, MANA, NVMe.
+    az=$(lsinitrd "$S/initrd-guest.img" 2>/dev/null | grep -oE '/(hv_vmbus|hv_storvsc|hv_netvsc|mana|nvme)\.ko[.a-z]*' | sort -u | tr -d '/' | tr '\n' ' ')
+    if [ "$(wc -w <<< "$az")" = 5 ]; then result "image check ($GVER: Azure's disk and network drivers in the initramfs)" PASS "$az"
+    else result "image check ($GVER: Azure's disk and network drivers in the initramfs)" FAIL "in the image: ${az:-none} (want hv_vmbus hv_storvsc hv_netvsc mana nvme)"; fi
 fi
 
 if want 13; then

@@ -38,12 +38,13 @@ kernel_tree() {
     echo "$root"
 }
 
-# The modules a q35 VM needs: virtio, dm-crypt and the crypto it uses (ext4, TPM, af_packet and ipv6 are built in).
-VM_MODULES='drivers/virtio/|drivers/block/virtio_blk|drivers/net/(virtio_net|net_failover)|net/core/failover|drivers/md/|crypto/|arch/x86/crypto/|lib/'
+# The modules a q35 VM needs: virtio, dm-crypt and the crypto it uses (ext4, TPM, af_packet and ipv6 are built
+# in); vfat, its code pages and efivarfs for the booted root's ESP and UEFI variables (update, finalize).
+VM_MODULES='drivers/virtio/|drivers/block/virtio_blk|drivers/net/(virtio_net|net_failover)|net/core/failover|drivers/md/|crypto/|arch/x86/crypto/|lib/|fs/(fat|nls|efivarfs)/'
 
 # The Debian cloud kernel the boots run (KROOT, KVER, VMLINUZ).
 prepare_kernel() {
-    KROOT=$(kernel_tree linux-image-cloud-amd64 "$VM_MODULES" vm) || return 1
+    KROOT=$(kernel_tree linux-image-cloud-amd64 "$VM_MODULES" vm-efi) || return 1
     KVER=$(ls "$KROOT/lib/modules")
     VMLINUZ="$KROOT/boot/vmlinuz-$KVER"
 }
@@ -108,12 +109,19 @@ stop_broker() {
     BROKER_PID=""
 }
 
-# A busybox root whose /sbin/init prints the marker and powers off; encrypted in place (no dm needed).
+# A busybox root whose /sbin/init prints the marker and powers off; encrypted in place (no dm needed). It
+# also carries the agent and cryptsetup (with their libraries) and runs a job the host left on the ESP
+# (/cvm-e2e/job.sh, written with mtools between boots): how the update tests act from inside the booted guest.
 make_root_image() {
-    local img=$1 pass=$2 r="$S/rootfs"
-    mkdir -p "$r"/{bin,sbin,etc,proc,sys,dev,run,tmp}
+    local img=$1 pass=$2 r="$S/rootfs" f
+    mkdir -p "$r"/{bin,sbin,etc,proc,sys,dev,run,tmp,efi,usr/bin,var/lib}
     cp /bin/busybox "$r/bin/busybox"
-    for a in sh mount echo cat grep head sync poweroff; do ln -sf busybox "$r/bin/$a"; done
+    for a in sh mount umount echo cat grep head sync poweroff mkdir ls od; do ln -sf busybox "$r/bin/$a"; done
+    cp "$PKGROOT/usr/bin/cvm-unlock" "$r/usr/bin/cvm-unlock"
+    cp /usr/sbin/cryptsetup "$r/sbin/cryptsetup"
+    for f in $(ldd /usr/sbin/cryptsetup "$PKGROOT/usr/bin/cvm-unlock" | grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
+        mkdir -p "$r$(dirname "$f")" && cp -L "$f" "$r$f"
+    done
     printf 'NAME=cvm-unlock-e2e\nID=cvm-unlock-e2e\n' > "$r/etc/os-release"
     cat > "$r/sbin/init" <<'INIT'
 #!/bin/sh
@@ -125,12 +133,24 @@ echo "CVM-UNLOCK-E2E: root mounted at uptime ${up}s, root=$(grep ' / ' /proc/mou
 for i in 4 7; do
     [ -r /sys/class/tpm/tpm0/pcr-sha256/$i ] && echo "CVM-UNLOCK-E2E: pcr sha256 $i $(cat /sys/class/tpm/tpm0/pcr-sha256/$i)" >/dev/console
 done
+# A job from the host on the ESP (an OVMF boot's second disk), run with the ESP mounted at /efi.
+for d in /dev/vdb1 /dev/vda1; do
+    [ -b $d ] && mount -t vfat $d /efi 2>/dev/null && break
+done
+if [ -f /efi/cvm-e2e/job.sh ]; then
+    grep -q efivarfs /proc/mounts || mount -t efivarfs efivarfs /sys/firmware/efi/efivars
+    grep -q securityfs /proc/mounts || mount -t securityfs securityfs /sys/kernel/security
+    echo "CVM-UNLOCK-E2E: job start, cmdline $(cat /proc/cmdline)" >/dev/console
+    sh /efi/cvm-e2e/job.sh >/dev/console 2>&1
+    echo "CVM-UNLOCK-E2E: job exit $?" >/dev/console
+fi
+grep -q ' /efi ' /proc/mounts && umount /efi
 sync
 poweroff -f
 INIT
     chmod 755 "$r/sbin/init"
-    truncate -s 64M "$img"
-    mkfs.ext4 -q -F -L cvmroot -d "$r" "$img" 48M
+    truncate -s 240M "$img"
+    mkfs.ext4 -q -F -L cvmroot -d "$r" "$img" 224M
     printf %s "$pass" | cryptsetup reencrypt --encrypt --type luks2 --reduce-device-size 16M \
         --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file=- --batch-mode "$img" >&2
     cryptsetup luksUUID "$img"
@@ -170,7 +190,7 @@ check_image_binary() {
 # A real guest's kernel (Debian's generic one; the cloud kernel the boots use has no TEE drivers), with
 # its TEE guest modules, for an image that is only inspected, not booted (GROOT, GVER).
 prepare_guest_kernel() {
-    GROOT=$(kernel_tree linux-image-amd64 "drivers/virt/|$VM_MODULES" tee) || return 1
+    GROOT=$(kernel_tree linux-image-amd64 "drivers/virt/|drivers/hv/|drivers/scsi/|drivers/net/hyperv/|drivers/net/ethernet/microsoft/|drivers/nvme/|$VM_MODULES" tee-hv) || return 1
     GVER=$(ls "$GROOT/lib/modules")
 }
 
@@ -242,9 +262,10 @@ boot_vtpm() {
     stop_vtpm
 }
 
+# An ESP image (GPT, one vfat partition at 1 MiB) with UKI $1 as \EFI\BOOT\BOOTX64.EFI; $3 more MiB free.
 make_esp() {
     local uki=$1 esp=$2 mb
-    mb=$(( $(stat -c %s "$uki") / 1048576 + 16 ))
+    mb=$(( $(stat -c %s "$uki") / 1048576 + 16 + ${3:-0} ))
     rm -f "$S/esp.fat"
     mkfs.vfat -n ESP -C "$S/esp.fat" $((mb * 1024)) >/dev/null
     mmd -i "$S/esp.fat" ::/EFI ::/EFI/BOOT
@@ -252,6 +273,12 @@ make_esp() {
     rm -f "$esp" && truncate -s $(((mb + 2) * 1048576)) "$esp"
     printf 'label: gpt\nstart=2048, size=%d, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=ESP\n' $((mb * 2048)) | sfdisk -q "$esp"
     dd if="$S/esp.fat" of="$esp" bs=1M seek=1 conv=notrunc status=none
+}
+
+# A file into an ESP image made by make_esp (the partition at 1 MiB): $1 image, $2 file, $3 path in the ESP.
+esp_put() {
+    mmd -D s -i "$1@@1048576" "::$(dirname "$3")" 2>/dev/null || true
+    mcopy -o -i "$1@@1048576" "$2" "::$3"
 }
 
 # Boots QEMU (TCG) and waits until the guest powers off or the timeout; sets QEMU_RC and BOOT_SECS.
@@ -265,8 +292,10 @@ run_qemu() {
         args+=(-chardev "socket,id=chrtpm,path=$TPM_SOCK" -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0)
     fi
     if [ "$fw" = ovmf ]; then
-        cp /usr/share/OVMF/OVMF_VARS_4M.fd "$S/ovmf-vars.fd"
-        args+=(-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd -drive "if=pflash,format=raw,unit=1,file=$S/ovmf-vars.fd")
+        # Fresh variables for every boot, unless OVMF_VARS names a file that persists them (boot entries).
+        local vars=${OVMF_VARS:-$S/ovmf-vars.fd}
+        [ -n "${OVMF_VARS:-}" ] && [ -f "$vars" ] || cp /usr/share/OVMF/OVMF_VARS_4M.fd "$vars"
+        args+=(-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd -drive "if=pflash,format=raw,unit=1,file=$vars")
     fi
     local t0; t0=$(now)
     timeout "${E2E_BOOT_TIMEOUT:-300}" qemu-system-x86_64 "${args[@]}" "$@" </dev/null >"$serial" 2>"$serial.err" &
