@@ -1,6 +1,5 @@
 // cvm-unlock convert: the first-boot conversion of tpm2-import tokens (see flow/convert.ts). No network,
 // no unlocked volume: in the initramfs it runs before systemd-cryptsetup.
-import { CvmError } from "../errors.js";
 import { convertDevice, FAULT_STEPS, type ConvertResult } from "../flow/convert.js";
 import { Deadline } from "../flow/deadline.js";
 import { readLuksHeaderFile, type LuksHeader } from "../luks/header.js";

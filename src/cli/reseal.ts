@@ -8,6 +8,7 @@ import type { NextBoot } from "../measured-boot/predict.js";
 import { resealDevice, type ResealResult } from "../flow/reseal.js";
 import { Tpm } from "../tpm/commands.js";
 import type { TpmtPublic } from "../tpm/marshal.js";
+import type { Effective, Volume } from "../config/config.js";
 import { pinnedStorageKey } from "../tpm/keys.js";
 import { openTpm } from "../tpm/transport.js";
 import type { Context, Runner } from "./command.js";
@@ -15,31 +16,31 @@ import { loadEffective, noCoreDumps, readFlagFile } from "./common.js";
 import { EVENTLOG_PATH, nextBinaries } from "./debug-boot.js";
 
 /** The devices a command works on (--device, else the config's volumes), with the TPM it uses. */
-export function volumesAndTpm(ctx: Context): { devices: string[]; tpmSpec: string; srk?: TpmtPublic } {
+export function volumesAndTpm(ctx: Context): { devices: string[]; tpmSpec: string; srk?: TpmtPublic; eff?: Effective; volumes?: Map<string, Volume> } {
   const f = ctx.flags;
   let tpmSpec = typeof f["tpm-device"] === "string" ? f["tpm-device"] : undefined;
   let srk = typeof f.srk === "string" ? pinnedStorageKey(readFlagFile("--srk", f.srk), `--srk ${f.srk}`) : undefined;
-  let devices: string[];
-  if (typeof f.device === "string") devices = [f.device];
-  else {
-    const eff = loadEffective(ctx);
-    devices = eff.config.volumes.map((v) => devicePath(v.device));
-    if (devices.length === 0) throw new CvmError("USAGE", "no --device and no volumes in the config");
-    tpmSpec ??= eff.config.tpm.device;
-    srk ??= eff.srk;
-  }
-  return { devices, tpmSpec: tpmSpec ?? "/dev/tpmrm0", srk };
+  if (typeof f.device === "string") return { devices: [f.device], tpmSpec: tpmSpec ?? "/dev/tpmrm0", srk };
+  const eff = loadEffective(ctx);
+  const volumes = new Map(eff.config.volumes.map((v) => [devicePath(v.device), v]));
+  if (volumes.size === 0) throw new CvmError("USAGE", "no --device and no volumes in the config");
+  return { devices: [...volumes.keys()], tpmSpec: tpmSpec ?? eff.config.tpm.device ?? "/dev/tpmrm0", srk: srk ?? eff.srk, eff, volumes };
 }
 
 /** Reseals every volume for the next boot's binaries; shared by reseal and update. */
 export async function resealVolumes(ctx: Context, next: NextBoot, dryRun: boolean): Promise<ResealResult[]> {
   const f = ctx.flags;
   const eventlog = parseEventLog(readFlagFile("--eventlog", typeof f.eventlog === "string" ? f.eventlog : EVENTLOG_PATH));
-  const { devices, tpmSpec, srk } = volumesAndTpm(ctx);
+  const { devices, tpmSpec, srk, eff, volumes } = volumesAndTpm(ctx);
   const tpm = new Tpm(await openTpm(tpmSpec, ctx.native));
   const results: ResealResult[] = [];
   try {
-    for (const d of devices) results.push(await resealDevice(d, await readLuksHeaderFile(d), tpm, { log: ctx.log, eventlog, next, srk, dryRun }));
+    for (const d of devices) {
+      // With the config: a volume no token of which unseals now gets its passphrase from the broker instead.
+      const v = volumes?.get(d);
+      const released = eff && v?.resource !== undefined ? async () => (await import("./unlock-broker.js")).fetchPassphrase(ctx, eff, v) : undefined;
+      results.push(await resealDevice(d, await readLuksHeaderFile(d), tpm, { log: ctx.log, eventlog, next, srk, dryRun, released }));
+    }
   } finally {
     tpm.transport.close();
   }

@@ -2,7 +2,7 @@
 // vTPM never loads the KBS client, JOSE, the TEE providers or the HTTP transport.
 import type { Effective, Volume } from "../config/config.js";
 import { fetchResources, type Broker } from "../flow/broker.js";
-import type { Deadline } from "../flow/deadline.js";
+import { Deadline } from "../flow/deadline.js";
 import { answerAskPassword, type AskVolume } from "../keyring/askpass.js";
 import { handOff } from "../keyring/handoff.js";
 import { KbsClient } from "../kbs/client.js";
@@ -107,6 +107,18 @@ async function rescueReseal(ctx: Context, eff: Effective, deps: UnlockDeps, targ
     tpm.transport.close();
   }
   return out;
+}
+
+/** One volume's passphrase through the broker path (attestation, the released JWE), inside the config's
+ *  deadline: for reseal on the booted system when no token unseals. The caller wipes it. */
+export async function fetchPassphrase(ctx: Context, eff: Effective, volume: Volume): Promise<Secret> {
+  const config = eff.config;
+  const deadline = new Deadline(config.deadline_s);
+  const provider = chooseProvider({ allowSimulated: config.tee.allow_simulated, vmpl: config.tee.vmpl, log: ctx.log, native: ctx.native });
+  const brokers = brokersOf(config, brokerTransport(eff, ctx), deadline);
+  ctx.log.info("no token unseals now: asking the broker", { volume: volume.name, broker: brokers.map((b) => b.url).join(", ") });
+  const got = await fetchResources({ brokers, provider, deadline, log: ctx.log, trace: ctx.trace }, [volume.resource!]);
+  return got.get(volume.resource!)!;
 }
 
 export function brokerTransport(eff: Effective, ctx: Context): Transport {

@@ -16,7 +16,7 @@ import { readLuksHeaderFile, type LuksHeader, type Token } from "../luks/header.
 import { importToken, keyslotOpens, removeToken } from "../luks/tokens.js";
 import { tokenBank, type Tpm } from "../tpm/commands.js";
 import { nameOf, rsaStorageKey } from "../tpm/keys.js";
-import { encode, tpm2b, type TpmtPublic } from "../tpm/marshal.js";
+import { decode, encode, tpm2b, TYPES, type TpmtPublic } from "../tpm/marshal.js";
 import { checkTpm2b, createPrimary, createSealed, importObject, load, loadNamed, parsePublic, rhelSrkTemplate, sealedTemplate, SYSTEMD_ECC_PRIMARY, unsealWithPcrPolicy } from "../tpm/objects.js";
 import { EncryptSession } from "../tpm/session.js";
 
@@ -185,13 +185,22 @@ export async function unsealSystemdBlob(tpm: Tpm, blob: Uint8Array, bank: string
 }
 
 /** Step 2: a systemd 252 token for the secret, proven before anything is written. */
-/** Seals secret under systemd 252's template to it.policy, proves the blob unseals to the same bytes and
- *  that base64 of the secret opens it.slot, and returns the systemd-tpm2 token to write (nothing written). */
-export async function resealAndProve(tpm: Tpm, device: string, it: Pick<ImportToken, "id" | "slot" | "bank" | "pcrs" | "policy">, secret: Secret, c: Crypto): Promise<Record<string, unknown>> {
-  const { priv, pub } = await createSealed(tpm, c.primary, sealedTemplate(it.policy), secret, { session: c.session, parentName: c.primaryName });
+/** Seals secret under systemd 252's template to policy and checks that what the TPM made carries exactly
+ *  that policy (a prediction, or the current PCRs); returns the systemd-tpm2 blob (TPM2B_PRIVATE ‖ TPM2B_PUBLIC). */
+export async function sealToPolicy(tpm: Tpm, c: Crypto, policy: Uint8Array, secret: Secret): Promise<Uint8Array> {
+  const { priv, pub } = await createSealed(tpm, c.primary, sealedTemplate(policy), secret, { session: c.session, parentName: c.primaryName });
+  const made = decode(TYPES.TPM2B_PUBLIC, pub, "the new sealed object");
+  if (!equalBytes(made.authPolicy as Uint8Array, policy)) throw new CvmError("TPM", `the new sealed object's policy ${hex(made.authPolicy as Uint8Array).slice(0, 16)}… is not the intended ${hex(policy).slice(0, 16)}…: nothing written`);
   const blob = new Uint8Array(priv.length + pub.length);
   blob.set(priv);
   blob.set(pub, priv.length);
+  return blob;
+}
+
+/** Seals secret under systemd 252's template to it.policy, proves the blob unseals to the same bytes and
+ *  that base64 of the secret opens it.slot, and returns the systemd-tpm2 token to write (nothing written). */
+export async function resealAndProve(tpm: Tpm, device: string, it: Pick<ImportToken, "id" | "slot" | "bank" | "pcrs" | "policy">, secret: Secret, c: Crypto): Promise<Record<string, unknown>> {
+  const blob = await sealToPolicy(tpm, c, it.policy, secret);
   const again = await unsealSystemdBlob(tpm, blob, it.bank, it.pcrs, it.policy, c);
   try {
     const same = again.use((a) => secret.use((b) => a.length === b.length && a.every((x, i) => x === b[i])));

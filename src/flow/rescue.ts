@@ -10,11 +10,11 @@ import { randomBytes } from "node:crypto";
 import { CvmError } from "../errors.js";
 import type { LuksHeader } from "../luks/header.js";
 import { Secret } from "../log/secret.js";
-import { addKeyslot, freeKeyslot, importToken, killKeyslot } from "../luks/tokens.js";
+import { addKeyslot, freeKeyslot, importToken, keyslotOpens, killKeyslot } from "../luks/tokens.js";
 import type { Tpm } from "../tpm/commands.js";
 import type { TpmtPublic } from "../tpm/marshal.js";
 import { tokenPolicyDigest } from "../tpm/policy.js";
-import { passphraseOf, resealAndProve, tokenSealed, withEncryption } from "./convert.js";
+import { passphraseOf, resealAndProve, sealToPolicy, systemdTpm2Token, tokenSealed, withEncryption } from "./convert.js";
 
 export interface Rescued {
   keyslot: string;
@@ -22,11 +22,19 @@ export interface Rescued {
   pcrs: number[];
 }
 
-export async function rescueReseal(device: string, header: LuksHeader, released: Secret, tpm: Tpm, srk: TpmtPublic | undefined): Promise<Rescued> {
-  const stale = header.tokens.filter((t) => t.type === "systemd-tpm2").map(tokenSealed).find((s) => s !== undefined);
+/**
+ * A fresh 256-bit secret as a new keyslot (added with a passphrase the broker released) and a systemd-tpm2
+ * token sealed to `values` of the stale token's bank and PCRs. When the values are the current PCRs the blob
+ * is also proven to unseal; for predicted values (reseal for the next boot) the new object's policy is
+ * checked to be the prediction. Either way base64 of the secret must open the new keyslot before the token
+ * is written, and a failed proof removes the keyslot again.
+ */
+export async function sealNewKeyslot(device: string, header: LuksHeader, released: Secret, tpm: Tpm, srk: TpmtPublic | undefined, target?: { bank: string; pcrs: number[]; values: Map<number, Uint8Array> }): Promise<Rescued> {
+  const stale = target ?? header.tokens.filter((t) => t.type === "systemd-tpm2").map(tokenSealed).find((s) => s !== undefined);
   if (!stale) throw new CvmError("LUKS", `${device}: no systemd-tpm2 token to take the PCR list from`);
   const { bank, pcrs } = stale;
-  const policy = tokenPolicyDigest(bank, await tpm.pcrRead(bank, pcrs), false);
+  const current = target === undefined;
+  const policy = tokenPolicyDigest(bank, target?.values ?? (await tpm.pcrRead(bank, pcrs)), false);
   const slot = freeKeyslot(header, device);
   const secret = Secret.adopt(new Uint8Array(randomBytes(32)));
   const pass = passphraseOf(secret);
@@ -35,7 +43,10 @@ export async function rescueReseal(device: string, header: LuksHeader, released:
     const token = await withEncryption(tpm, srk, async (c) => {
       await addKeyslot(device, slot, released, pass);
       try {
-        return await resealAndProve(tpm, device, { id: "(rescue)", slot, bank, pcrs, policy }, secret, c);
+        if (current) return await resealAndProve(tpm, device, { id: "(new)", slot, bank, pcrs, policy }, secret, c);
+        const blob = await sealToPolicy(tpm, c, policy, secret);
+        if (!(await keyslotOpens(device, slot, pass))) throw new CvmError("LUKS", `${device}: the new keyslot ${slot} does not open with the sealed secret`);
+        return systemdTpm2Token(slot, blob, pcrs, bank, policy);
       } catch (e) {
         await killKeyslot(device, slot).catch(() => {}); // not proven: the keyslot goes again, nothing else was written
         throw e;
@@ -48,3 +59,6 @@ export async function rescueReseal(device: string, header: LuksHeader, released:
     secret.wipe();
   }
 }
+
+/** Reseal on rescue: sealed to the current PCRs, proven to unseal. */
+export const rescueReseal = (device: string, header: LuksHeader, released: Secret, tpm: Tpm, srk: TpmtPublic | undefined): Promise<Rescued> => sealNewKeyslot(device, header, released, tpm, srk);

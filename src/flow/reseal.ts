@@ -8,15 +8,15 @@ import { equalBytes, hex } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import type { Secret } from "../log/secret.js";
-import type { LuksHeader, Token } from "../luks/header.js";
+import { readLuksHeaderFile, type LuksHeader, type Token } from "../luks/header.js";
 import { importToken } from "../luks/tokens.js";
 import type { EventLog } from "../measured-boot/eventlog.js";
 import { predictPcrs, updateReplacements, type NextBoot } from "../measured-boot/predict.js";
 import type { Tpm } from "../tpm/commands.js";
-import { decode, TYPES, type TpmtPublic } from "../tpm/marshal.js";
-import { createSealed, sealedTemplate } from "../tpm/objects.js";
+import type { TpmtPublic } from "../tpm/marshal.js";
 import { tokenPolicyDigest } from "../tpm/policy.js";
-import { systemdTpm2Token, tokenSealed, unsealSystemdBlob, withEncryption } from "./convert.js";
+import { sealToPolicy, systemdTpm2Token, tokenSealed, unsealSystemdBlob, withEncryption } from "./convert.js";
+import { sealNewKeyslot } from "./rescue.js";
 
 export interface ResealPlan {
   token: string;
@@ -45,7 +45,9 @@ async function nextValues(tpm: Tpm, log: EventLog, bank: string, pcrs: number[],
   return new Map(pcrs.map((p) => [p, p === 4 || p === 7 ? Uint8Array.from(Buffer.from(predicted[p]!, "hex")) : now.get(p)!]));
 }
 
-export async function resealDevice(device: string, header: LuksHeader, tpm: Tpm, opts: { log: Logger; eventlog: EventLog; next: NextBoot; srk: TpmtPublic | undefined; dryRun?: boolean }): Promise<ResealResult> {
+/** opts.released: when no token of a keyslot unseals now (the update came before a reseal), a passphrase
+ *  from the broker, which authorizes a new keyslot sealed to the prediction instead (flow/rescue.ts). */
+export async function resealDevice(device: string, header: LuksHeader, tpm: Tpm, opts: { log: Logger; eventlog: EventLog; next: NextBoot; srk: TpmtPublic | undefined; dryRun?: boolean; released?: () => Promise<Secret> }): Promise<ResealResult> {
   const tokens = header.tokens.filter((t) => t.type === "systemd-tpm2" && t.keyslots.length === 1);
   if (tokens.length === 0) throw new CvmError("LUKS", `${device}: no systemd-tpm2 token to reseal`, { reason: "no-token" });
   const result: ResealResult = { device, plans: [], written: [] };
@@ -70,19 +72,21 @@ export async function resealDevice(device: string, header: LuksHeader, tpm: Tpm,
   const todo = result.plans.filter((p) => p.action === "add");
   if (opts.dryRun || todo.length === 0) return result;
 
+  const viaBroker: ResealPlan[] = [];
   await withEncryption(tpm, opts.srk, async (c) => {
     for (const plan of todo) {
       // The secret, from a current token of this keyslot that unseals now (salted session: encrypted on the wire).
-      const secret = await unsealAny(tpm, tokens.filter((t) => t.keyslots[0] === plan.keyslot), c, opts.log);
+      let secret: Secret;
+      try {
+        secret = await unsealAny(tpm, tokens.filter((t) => t.keyslots[0] === plan.keyslot), c, opts.log);
+      } catch (e) {
+        if (!opts.released || !(e instanceof CvmError) || e.details.reason !== "nothing-unseals") throw e;
+        viaBroker.push(plan);
+        continue;
+      }
       try {
         const policy = Uint8Array.from(Buffer.from(plan.policy, "hex"));
-        const { priv, pub } = await createSealed(tpm, c.primary, sealedTemplate(policy), secret, { session: c.session, parentName: c.primaryName });
-        // What the TPM made must carry exactly the predicted policy before it is written to the header.
-        const made = decode(TYPES.TPM2B_PUBLIC, pub, "the new sealed object");
-        if (!equalBytes(made.authPolicy as Uint8Array, policy)) throw new CvmError("TPM", `the new sealed object's policy ${hex(made.authPolicy as Uint8Array).slice(0, 16)}… is not the predicted ${plan.policy.slice(0, 16)}…: nothing written`);
-        const blob = new Uint8Array(priv.length + pub.length);
-        blob.set(priv);
-        blob.set(pub, priv.length);
+        const blob = await sealToPolicy(tpm, c, policy, secret);
         await importToken(device, systemdTpm2Token(plan.keyslot, blob, plan.pcrs, plan.bank, policy));
         result.written.push(plan.keyslot);
         opts.log.info(`resealed keyslot ${plan.keyslot} to the next boot's PCRs ${plan.bank}:${plan.pcrs.join(",")} (a second systemd-tpm2 token; the old one stays)`);
@@ -91,6 +95,19 @@ export async function resealDevice(device: string, header: LuksHeader, tpm: Tpm,
       }
     }
   });
+  if (viaBroker.length > 0) {
+    const released = await opts.released!();
+    try {
+      for (const plan of viaBroker) {
+        const values = new Map(Object.entries(plan.next).map(([p, v]) => [Number(p), Uint8Array.from(Buffer.from(v, "hex"))]));
+        const r = await sealNewKeyslot(device, await readLuksHeaderFile(device), released, tpm, opts.srk, { bank: plan.bank, pcrs: plan.pcrs, values });
+        result.written.push(r.keyslot);
+        opts.log.info(`no token of keyslot ${plan.keyslot} unseals now: the broker's passphrase added keyslot ${r.keyslot} with a systemd-tpm2 token for the next boot's PCRs ${plan.bank}:${plan.pcrs.join(",")}`);
+      }
+    } finally {
+      released.wipe();
+    }
+  }
   return result;
 }
 

@@ -15,6 +15,32 @@ import { bootedSwtpm, enrolled, pcrsOf } from "../helpers/booted.js";
 import { pluginUnlocks } from "../helpers/plugin.js";
 import type { Swtpm } from "../helpers/swtpm.js";
 import { VECTORS, vjson } from "../helpers/vectors.js";
+import { spawn } from "node:child_process";
+import { startBroker } from "../../tools/dev-broker/server.js";
+import { memoryStore } from "../../tools/dev-broker/store.js";
+import { Tpm } from "../../src/tpm/commands.js";
+import { swtpmTransport } from "../../src/tpm/transport.js";
+import { BIN } from "../helpers/bin.js";
+
+/** The compiled agent, without blocking this process (an in-process broker answers it meanwhile). */
+function runBinAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(BIN, args, { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+    let stdout = "", stderr = "";
+    c.stdout.on("data", (d) => (stdout += d));
+    c.stderr.on("data", (d) => (stderr += d));
+    const t = setTimeout(() => c.kill("SIGKILL"), 120_000);
+    c.on("close", (status) => (clearTimeout(t), resolve({ status, stdout, stderr })));
+  });
+}
+async function withSwtpm(port: number, fn: (t: Tpm) => Promise<unknown>) {
+  const t = new Tpm(await swtpmTransport("127.0.0.1", port));
+  try {
+    await fn(t);
+  } finally {
+    t.transport.close();
+  }
+}
 
 const acc = vjson("pcr/reseal-acceptance.json");
 const LOG1 = join(VECTORS, "pcr/shim-uki-secureboot/eventlog-uki1.bin");
@@ -87,5 +113,35 @@ describe("reseal (swtpm, systemd-cryptenroll, systemd 252's plugin)", () => {
     r = runBin(["reseal", "--json", "--device", img, "--tpm-device", sw.spec, "--eventlog", LOG2, "--uki-authenticode", UKI1, "--srk", SRK]);
     expect(r.status, r.stderr).toBe(0); // and with the right pin it reseals
     expect(r.json.results[0].plans[0].next["4"]).toBe(acc.pcr_values_boot1_tpm.sha256["4"]);
+  }, 180_000);
+
+  it("no token unseals now and the config names a broker: its passphrase adds a keyslot sealed to the prediction, which systemd's plugin opens on boot 2", async () => {
+    // The token was sealed to other PCRs (a junk PCR 4), so on this boot (boot 1's log) nothing unseals.
+    sw = await bootedSwtpm(LOG1);
+    await withSwtpm(sw.port, (t) => t.pcrExtend(4, "sha256", new Uint8Array(32).fill(7)));
+    const img = enrolled(sw.port);
+    await sw.stop();
+    sw = await bootedSwtpm(LOG1);
+    const broker = await startBroker({ store: memoryStore({ "cvm/luks/root": "recovery-passphrase" }), policy: { allowTees: ["sample"], denyAll: false }, dev: true });
+    try {
+      const dir = tempDir("reseal-broker-");
+      const cfg = join(dir, "config.json");
+      writeFileSync(cfg, JSON.stringify({ broker: { url: broker.url, insecure_http: true }, tee: { allow_simulated: true }, deadline_s: 30, tpm: { device: sw.spec, srk: readFileSync(SRK).toString("base64") }, volumes: [{ name: "root", device: img, resource: "cvm/luks/root" }] }));
+      const before = parseLuks2(new Uint8Array(readFileSync(img)));
+      const r = await runBinAsync(["reseal", "--json", "--config", cfg, "--cmdline", "/dev/null", "--eventlog", LOG1, "--uki-authenticode", UKI2]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(broker.stats.auth).toBe(1);
+      const after = parseLuks2(new Uint8Array(readFileSync(img)));
+      const added = after.keyslots.filter((k) => !before.keyslots.some((b) => b.id === k.id));
+      expect(added).toHaveLength(1);
+      expect(JSON.parse(r.stdout.trim().split("\n").pop()!).results[0].written).toEqual([added[0]!.id]);
+      expect(after.tokens.filter((t) => t.type === "systemd-tpm2").map((t) => t.keyslots)).toEqual([["1"], [added[0]!.id]]);
+      expect(r.stdout + r.stderr).not.toContain("recovery-passphrase");
+    } finally {
+      await broker.close();
+    }
+    await sw.stop();
+    sw = await bootedSwtpm(LOG2);
+    expect(pluginUnlocks(img, sw.port)).toBe(true);
   }, 180_000);
 });

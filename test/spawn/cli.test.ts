@@ -1,5 +1,5 @@
 // The compiled binary itself: help, version, exit codes, config errors, failure record, real keyring.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { COMMANDS } from "../../src/cli/registry.js";
