@@ -14,6 +14,11 @@ const VOLUME_TPM_FLAGS = [
   { name: "tpm-device", value: "DEV", help: "default: the config's tpm.device, else /dev/tpmrm0" },
   { name: "srk", value: "FILE", help: "the pinned storage key (default: the config's tpm.srk)" },
 ];
+const ESP_FLAGS = [
+  { name: "esp", value: "DIR", help: "the mounted ESP (default /efi, /boot/efi or /boot, whichever is a mount point)" },
+  { name: "esp-disk", value: "DISK", help: "with --esp-partition: the disk (or image) holding the ESP, when DIR is not its mount" },
+  { name: "esp-partition", value: "N", help: "the ESP's GPT partition number on --esp-disk" },
+];
 const EFIVARS_FLAG = { name: "efivars", value: "DIR", help: "the UEFI variables (default /sys/firmware/efi/efivars)" };
 const TRIAL_FLAG = { name: "trial-record", value: "PATH", help: "the pending trial boot's record (default /var/lib/cvm-unlock/trial.json)" };
 /** Power-loss tests only: the production binary has no such flag (CVM_UNLOCK_TEST_BUILD is false there). */
@@ -84,10 +89,8 @@ export const COMMANDS: Command[] = [
     summary: "a new UKI: reseal for it, install it in the ESP, add a boot entry and set BootNext, so the next boot tries it once and the old entry stays the default",
     flags: [
       { name: "uki", value: "NEW.efi", help: "the new UKI" },
-      { name: "esp", value: "DIR", help: "the mounted ESP (default /efi, /boot/efi or /boot, whichever is a mount point)" },
       { name: "install-as", value: "PATH", help: "where in the ESP (default EFI/Linux/<name of NEW.efi>)" },
-      { name: "esp-disk", value: "DISK", help: "with --esp-partition: the disk (or image) holding the ESP, when DIR is not its mount" },
-      { name: "esp-partition", value: "N", help: "the ESP's GPT partition number on --esp-disk" },
+      ...ESP_FLAGS,
       EFIVARS_FLAG,
       TRIAL_FLAG,
       EVENTLOG_FLAG,
@@ -97,6 +100,18 @@ export const COMMANDS: Command[] = [
       JSON_FLAG,
     ],
     load: async () => (await import("./update.js")).update,
+  },
+  {
+    name: "remove",
+    summary: "a removed UKI: its boot entries leave BootOrder and the UEFI variables, then its file leaves the ESP (never the entry this boot came from, never the last one)",
+    flags: [
+      { name: "file", value: "PATH", help: "the UKI's path in the ESP, e.g. EFI/Linux/NAME.efi" },
+      ...ESP_FLAGS,
+      EFIVARS_FLAG,
+      TRIAL_FLAG,
+      JSON_FLAG,
+    ],
+    load: async () => (await import("./update.js")).remove,
   },
   {
     name: "finalize",

@@ -7,7 +7,7 @@ import { CvmError } from "../errors.js";
 import { locateEsp, mountedDevice } from "../efi/esp.js";
 import { bootName, EfiVars, EFIVARS } from "../efi/vars.js";
 import { FINALIZE_STEPS, finalize as finalizeFlow } from "../flow/finalize.js";
-import { TRIAL_STATE, UPDATE_STEPS, updateUki } from "../flow/update.js";
+import { removeUki, TRIAL_STATE, UPDATE_STEPS, updateUki } from "../flow/update.js";
 import { readLuksHeaderFile } from "../luks/header.js";
 import { Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
@@ -27,6 +27,14 @@ function espDir(ctx: Context): string {
   return found;
 }
 
+/** The ESP: --esp (or the usual mount points), --esp-disk and --esp-partition for an image. */
+function espOf(ctx: Context) {
+  const part = str(ctx, "esp-partition");
+  if (part !== undefined && !/^[1-9][0-9]{0,2}$/.test(part)) throw new CvmError("USAGE", "--esp-partition: a partition number");
+  if ((part === undefined) !== (str(ctx, "esp-disk") === undefined)) throw new CvmError("USAGE", "--esp-disk and --esp-partition go together");
+  return locateEsp(espDir(ctx), { disk: str(ctx, "esp-disk"), partition: part ? Number(part) : undefined });
+}
+
 export const update: Runner = async (ctx) => {
   await noCoreDumps(ctx);
   const ukiPath = str(ctx, "uki");
@@ -36,10 +44,7 @@ export const update: Runner = async (ctx) => {
   const pe = peOf(uki);
   if (!pe.uki) throw new CvmError("USAGE", `--uki ${ukiPath}: not a unified kernel image (no .linux section)`);
   const authenticode = pe.digests;
-  const part = str(ctx, "esp-partition");
-  if (part !== undefined && !/^[1-9][0-9]{0,2}$/.test(part)) throw new CvmError("USAGE", "--esp-partition: a partition number");
-  if ((part === undefined) !== (str(ctx, "esp-disk") === undefined)) throw new CvmError("USAGE", "--esp-disk and --esp-partition go together");
-  const esp = locateEsp(espDir(ctx), { disk: str(ctx, "esp-disk"), partition: part ? Number(part) : undefined });
+  const esp = espOf(ctx);
   const r = await updateUki({
     uki,
     authenticode,
@@ -53,6 +58,15 @@ export const update: Runner = async (ctx) => {
   });
   ctx.print(`${r.file}: ${r.installed ? "installed" : "already in place"} on ${esp.disk} partition ${esp.partition.number}; ${bootName(r.entry)} ${r.entryCreated ? "added" : "reused"}, BootNext=${bootName(r.entry)}; fallback ${r.fallback !== undefined ? bootName(r.fallback) : "none"}`);
   return { status: "done", message: `the next boot tries ${r.file} once (${bootName(r.entry)}); the old entry stays first until finalize`, data: { ...r, esp: { dir: esp.dir, disk: esp.disk, partition: esp.partition.number, guid: esp.partition.guid } } };
+};
+
+export const remove: Runner = async (ctx) => {
+  const file = str(ctx, "file");
+  if (!file) throw new CvmError("USAGE", "remove needs --file EFI/Linux/NAME.efi");
+  const esp = espOf(ctx);
+  const r = removeUki({ esp, target: file, vars: new EfiVars(str(ctx, "efivars") ?? EFIVARS), trialPath: str(ctx, "trial-record") ?? TRIAL_STATE, log: ctx.log });
+  const did = r.entries.length > 0 || r.fileRemoved || r.recordRemoved;
+  return { status: did ? "done" : "nothing-to-do", message: did ? `${r.file}: removed ${r.entries.map(bootName).join(", ") || "no boot entry"}${r.fileRemoved ? " and the file" : ""}` : `${r.file}: no boot entry and no file: nothing to do`, data: { ...r } };
 };
 
 export const finalize: Runner = async (ctx) => {

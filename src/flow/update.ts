@@ -48,6 +48,13 @@ export interface UpdateResult {
 
 export const trialTokens = (results: ResealResult[]): string[] => results.flatMap((r) => r.plans.map((p) => `${r.device}|${p.keyslot}|${p.policy}`));
 
+/** An ESP-relative path as given ("/" or "\\" separated): relative, no "..", ending in .efi. */
+function espPath(given: string): string {
+  const target = given.replace(/\\/g, "/").replace(/^\/+/, "");
+  if (target.split("/").some((p) => p === ".." || p === "") || !/\.efi$/i.test(target)) throw new CvmError("USAGE", `the ESP path ${given}: expected a relative path like EFI/Linux/NAME.efi`);
+  return target;
+}
+
 /** Writes a file so that a power loss leaves the old file or the new one, never a torn one. */
 export function writeAtomic(path: string, bytes: Uint8Array): void {
   mkdirSync(dirname(path), { recursive: true });
@@ -118,8 +125,7 @@ export async function updateUki(opts: {
   fault: Fault;
 }): Promise<UpdateResult> {
   const { esp, vars, log, fault } = opts;
-  const target = opts.target.replace(/\\/g, "/").replace(/^\/+/, "");
-  if (target.split("/").some((p) => p === ".." || p === "") || !/\.efi$/i.test(target)) throw new CvmError("USAGE", `the ESP path ${opts.target}: expected a relative path like EFI/Linux/NAME.efi`);
+  const target = espPath(opts.target);
   if (!vars.available()) throw new CvmError("EFI", `no UEFI variables at ${vars.dir} (not booted through UEFI, or efivarfs not mounted): a boot entry cannot be added`);
   const fallback = vars.bootOrder()[0];
   const current = vars.bootCurrent();
@@ -146,4 +152,47 @@ export async function updateUki(opts: {
   fault("boot-next-set");
   log.info(`${target} installed as ${bootName(n)} and set as BootNext: the next boot tries it once; BootOrder still starts with ${fallback !== undefined ? bootName(fallback) : "(empty)"}`);
   return { file: target, installed, entry: n, entryCreated: !exists, fallback: record.fallback, resealed };
+}
+
+export interface RemoveResult {
+  file: string;
+  entries: number[];
+  fileRemoved: boolean;
+  recordRemoved: boolean;
+}
+
+/** What kernel-install's remove runs: the boot entries that start this ESP file leave BootOrder and efivarfs,
+ *  then the file goes, then a trial record naming it. Never the entry this boot came from, and never the
+ *  last entry of BootOrder: a VM must keep something to boot. */
+export function removeUki(opts: { esp: Esp; target: string; vars: EfiVars; trialPath: string; log: Logger }): RemoveResult {
+  const { esp, vars, log } = opts;
+  const target = espPath(opts.target);
+  const want = encodeDevicePath([hardDriveNode(esp.partition), filePathNode(target)]);
+  const entries = vars.available() ? vars.bootNumbers().filter((n) => {
+    try {
+      const o = vars.bootEntry(n);
+      return o !== undefined && equalBytes(encodeDevicePath(o.path), want);
+    } catch {
+      return false;
+    }
+  }) : [];
+  const current = vars.available() ? vars.bootCurrent() : undefined;
+  if (current !== undefined && entries.includes(current)) throw new CvmError("EFI", `${target} is what this boot came from (${bootName(current)}): not removed`);
+  const order = vars.available() ? vars.bootOrder() : [];
+  const rest = order.filter((n) => !entries.includes(n));
+  if (order.length > 0 && rest.length === 0) throw new CvmError("EFI", `${target} is every entry of BootOrder: removing it would leave nothing to boot`);
+  if (rest.length !== order.length) vars.setBootOrder(rest);
+  if (vars.available() && entries.includes(vars.bootNext() ?? -1)) vars.remove("BootNext");
+  for (const n of entries) vars.remove(bootName(n));
+  const dest = join(esp.dir, target);
+  const fileRemoved = existsSync(dest);
+  if (fileRemoved) {
+    unlinkSync(dest);
+    syncDir(dirname(dest));
+  }
+  const record = readTrial(opts.trialPath);
+  const recordRemoved = record !== undefined && record.file === target;
+  if (recordRemoved) removeTrial(opts.trialPath);
+  log.info(`${target}: ${entries.length} boot entr${entries.length === 1 ? "y" : "ies"} removed${fileRemoved ? ", the file removed" : ""}${recordRemoved ? ", its pending trial dropped" : ""}`);
+  return { file: target, entries, fileRemoved, recordRemoved };
 }

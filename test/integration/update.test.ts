@@ -10,7 +10,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { hex } from "../../src/bytes.js";
-import { decodeLoadOption, fileOf, filePathNode, LOAD_OPTION_ACTIVE } from "../../src/efi/loadoption.js";
+import { decodeLoadOption, fileOf, filePathNode, hardDriveNode, LOAD_OPTION_ACTIVE } from "../../src/efi/loadoption.js";
 import { EfiVars } from "../../src/efi/vars.js";
 import { parseLuks2 } from "../../src/luks/header.js";
 import { authenticode } from "../../src/measured-boot/authenticode.js";
@@ -193,6 +193,12 @@ describe("update → trial boot → finalize (swtpm, sfdisk GPT, systemd 252's p
     }
     expect(readFileSync(img).equals(before)).toBe(true);
     expect([m.vars.bootNumbers(), m.vars.bootNext(), existsSync(m.trial), existsSync(join(m.esp, "EFI/Linux"))]).toEqual([[0], undefined, false, false]);
+    // remove refuses to take BootOrder's only entry.
+    m.vars.setBootEntry(5, { attributes: LOAD_OPTION_ACTIVE, description: "only", path: [hardDriveNode({ number: 1, start: BigInt(m.part.start), size: BigInt(m.part.size), guid: m.part.uuid.toLowerCase() }), filePathNode("EFI/Linux/only.efi")], optional: new Uint8Array(0) });
+    m.vars.setBootOrder([5]);
+    const last = runBin(["remove", "--file", "EFI/Linux/only.efi", "--esp", m.esp, "--esp-disk", m.disk, "--esp-partition", "1", "--efivars", m.vars.dir, "--trial-record", m.trial]);
+    expect([last.status, last.stderr]).toEqual([11, expect.stringMatching(/every entry of BootOrder: removing it would leave nothing to boot/)]);
+    expect([m.vars.bootOrder(), m.vars.bootNumbers()]).toEqual([[5], [0, 5]]);
     mkdirSync(join(m.dir, "var"));
     writeFileSync(m.trial, "{not json");
     const bad = runBin(finalizeArgs(m, img, sw));
@@ -200,14 +206,15 @@ describe("update → trial boot → finalize (swtpm, sfdisk GPT, systemd 252's p
     expect(bad.stderr).toMatch(/is not JSON/);
   }, 240_000);
 
-  it("systemd 252's kernel-install with the packaged plugin runs update for a UKI, and leaves a plain kernel alone", async () => {
+  it("systemd 252's kernel-install with the packaged plugin runs update for a UKI, leaves a plain kernel alone, and removes what it installed", async () => {
     sw = await bootedSwtpm(LOG1);
     const img = enrolled(sw.port);
     const m = machine();
     // The agent as the plugin calls it, with this machine's disk, efivars and TPM added to update's flags.
     const wrapper = join(m.dir, "cvm-unlock");
     const extra = ["--esp-disk", m.disk, "--esp-partition", "1", "--efivars", m.vars.dir, "--trial-record", m.trial, "--device", img, "--tpm-device", sw.spec, "--eventlog", LOG1, "--srk", SRK];
-    writeFileSync(wrapper, `#!/bin/sh\n[ "$1" = update ] && exec ${BIN} "$@" ${extra.join(" ")}\nexec ${BIN} "$@"\n`, { mode: 0o755 });
+    const machineFlags = ["--esp-disk", m.disk, "--esp-partition", "1", "--efivars", m.vars.dir, "--trial-record", m.trial].join(" ");
+    writeFileSync(wrapper, `#!/bin/sh\n[ "$1" = update ] && exec ${BIN} "$@" ${extra.join(" ")}\n[ "$1" = remove ] && exec ${BIN} "$@" ${machineFlags}\nexec ${BIN} "$@"\n`, { mode: 0o755 });
     const conf = join(m.dir, "kernel-conf");
     mkdirSync(conf);
     const env = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", KERNEL_INSTALL_PLUGINS: join(ROOT, "packaging/kernel-install/95-cvm-unlock.install"), KERNEL_INSTALL_CONF_ROOT: conf, BOOT_ROOT: m.esp, MACHINE_ID: "0123456789abcdef0123456789abcdef", CVM_UNLOCK_BIN: wrapper };
@@ -220,5 +227,17 @@ describe("update → trial boot → finalize (swtpm, sfdisk GPT, systemd 252's p
     expect(readFileSync(join(m.esp, name)).equals(readFileSync(m.uki))).toBe(true);
     expect(fileOf(decodeLoadOption(m.vars.get("Boot0001")!.data))?.file).toBe(`\\${name.replace(/\//g, "\\")}`);
     expect([m.vars.bootNext(), m.vars.bootOrder(), tpm2Tokens(img).length]).toEqual([1, [0], 2]);
+
+    // Removing that kernel: never while its UKI is what this boot came from; otherwise entry, file and trial go.
+    m.vars.set("BootCurrent", Uint8Array.from([1, 0]), 0x6);
+    const busy = spawnSync("kernel-install", ["remove", "6.1.0-test"], { env, encoding: "utf8", timeout: 60_000 });
+    expect(busy.status).toBe(11);
+    expect(busy.stderr).toMatch(/what this boot came from \(Boot0001\): not removed/);
+    expect(existsSync(join(m.esp, name))).toBe(true);
+    m.vars.set("BootCurrent", Uint8Array.from([0, 0]), 0x6);
+    const rm = spawnSync("kernel-install", ["remove", "6.1.0-test"], { env, encoding: "utf8", timeout: 60_000 });
+    expect(rm.status, rm.stderr).toBe(0);
+    expect([m.vars.bootNumbers(), m.vars.bootNext(), m.vars.bootOrder(), existsSync(join(m.esp, name)), existsSync(m.trial)]).toEqual([[0], undefined, [0], false, false]);
+    expect(spawnSync("kernel-install", ["remove", "6.1.0-test"], { env, encoding: "utf8" }).status).toBe(0); // nothing left: nothing to do
   }, 240_000);
 });
