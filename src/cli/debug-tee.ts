@@ -7,6 +7,8 @@ import { stringifyJson } from "../json.js";
 import { describeQuote, describeSnp, describeTdReport } from "../tee/describe.js";
 import { detectTee } from "../tee/detect.js";
 import { detectKind } from "../tee/kind.js";
+import { TpmFormatError } from "../tpm/marshal.js";
+import { parseAzSnpVtpm, verifyAzSnpVtpm } from "../tee/verify/azure.js";
 import { LayoutError } from "../tee/layout.js";
 import { chooseProvider } from "../tee/providers.js";
 import { snpReportFromJson } from "../tee/snp/evidence.js";
@@ -112,6 +114,15 @@ export const debugVerify: Runner = async (ctx) => {
         v = (await verifyTdx(q, now, { crls })).v;
         break;
       }
+      case "az-snp-vtpm": {
+        const nonce = typeof ctx.flags.nonce === "string" ? ctx.flags.nonce : undefined;
+        if (nonce !== undefined && !/^([0-9a-fA-F]{2})+$/.test(nonce)) throw new CvmError("USAGE", "--nonce: expected hex (the runtime-data hash the quote must carry)");
+        const e = parseAzSnpVtpm(k.json);
+        const res = await verifyAzSnpVtpm(e, now, { expectedReportData: nonce ? Uint8Array.from(Buffer.from(nonce, "hex")) : undefined, crls });
+        fields = { version: Number(e.version), pcrs: e.tpm_quote.pcrs.length, ...(res.snp ? { product: res.snp.product, signer: res.snp.signer } : {}) };
+        v = res.v;
+        break;
+      }
       case "tdreport":
         fields = describeTdReport(parseTdReport(bytes));
         break;
@@ -119,10 +130,10 @@ export const debugVerify: Runner = async (ctx) => {
         fields = k.json as Record<string, unknown>;
         break;
       default:
-        throw new CvmError("TEE", `${file}: not an SNP report, TDX quote, TDREPORT or Trustee evidence JSON`);
+        throw new CvmError("TEE", `${file}: not an SNP report, TDX quote, TDREPORT or Trustee evidence JSON (snp, tdx, az-snp-vtpm)`);
     }
   } catch (e) {
-    if (e instanceof LayoutError || e instanceof DerError) throw new CvmError("TEE", `${file}: malformed ${k.kind}: ${e.message}`, { kind: k.kind, reason: "malformed" });
+    if (e instanceof LayoutError || e instanceof DerError || e instanceof TpmFormatError) throw new CvmError("TEE", `${file}: malformed ${k.kind}: ${e.message}`, { kind: k.kind, reason: "malformed" });
     throw e;
   }
   if (!v) {

@@ -181,13 +181,14 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "debug verify",
-    summary: "offline: parse, print and verify an SNP report, TDX quote, TDREPORT or Trustee evidence file",
+    summary: "offline: parse, print and verify an SNP report, TDX quote, TDREPORT or Trustee evidence file (snp, tdx, az-snp-vtpm)",
     args: "FILE",
     positionals: 1,
     flags: [
       { name: "certs", value: "DIR", help: "vcek.der|vcek.pem, vlek.der|vlek.pem, ask.pem, ark.pem (snpguest's layout); AMD and Intel roots are built in" },
       { name: "at", value: "TIME", help: "check certificate validity at this ISO 8601 time (default: now)" },
       { name: "crl", value: "FILE,…", help: "CRLs (DER) to check the chain against: AMD's for the product, Intel's root and PCK CRLs" },
+      { name: "nonce", value: "HEX", help: "az-snp-vtpm: the runtime-data hash the TPM quote must carry" },
       JSON_FLAG,
     ],
     load: async () => (await import("./debug-tee.js")).debugVerify,

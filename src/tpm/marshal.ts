@@ -183,6 +183,11 @@ export const tpmtPublic: Codec<TpmtPublic> = union<TpmtPublic>(u16, "type", {
   [ALG.ECC]: struct({ nameAlg: u16, objectAttributes: u32, authPolicy: tpm2b, sym: symDef, scheme: nullScheme, curveID: u16, kdf: nullScheme, x: tpm2b, y: tpm2b }) as Codec<Record<string, unknown>>,
 });
 
+/** u64 as a bigint (clocks, firmware versions). */
+export const u64: Codec<bigint> = {
+  enc: (w, v) => void w.raw(Uint8Array.from(Buffer.from(v.toString(16).padStart(16, "0"), "hex"))),
+  dec: (r) => BigInt(`0x${Buffer.from(r.bytes(8)).toString("hex")}`),
+};
 export const pcrSelection = struct({ hash: u16, pcrSelect: sized8 });
 export type PcrSelection = { hash: number; pcrSelect: Uint8Array };
 
@@ -197,6 +202,10 @@ export const TYPES = {
   TPMS_ECC_POINT: struct({ x: tpm2b, y: tpm2b }),
   TPML_HANDLE: list(u32, 256),
   TPMS_TAGGED_PROPERTY: struct({ property: u32, value: u32 }),
+  /** TPMS_ATTEST up to its attested union: what every attestation structure starts with. */
+  TPMS_ATTEST_HEADER: struct({ magic: u32, type: u16, qualifiedSigner: tpm2b, extraData: tpm2b, clockInfo: struct({ clock: u64, resetCount: u32, restartCount: u32, safe: u8 }), firmwareVersion: u64 }),
+  /** TPMS_QUOTE_INFO, the attested part of a TPM2_Quote. */
+  TPMS_QUOTE_INFO: struct({ pcrSelect: list(pcrSelection, 16), pcrDigest: tpm2b }),
 } as const;
 
 export function encode<T>(c: Codec<T>, v: T): Uint8Array {

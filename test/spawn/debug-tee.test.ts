@@ -8,6 +8,17 @@ import { QUOTE_VECTORS, SNP_VECTORS, vbytes, VECTORS, vjson, validMoment } from 
 beforeAll(requireBin);
 
 describe("debug verify (compiled binary, offline)", () => {
+  it("az-snp-vtpm evidence (Trustee's real sample): every check passes with its nonce, a wrong nonce exits 7 naming the check", () => {
+    const f = join(VECTORS, "azure/az-snp-vtpm-01.evidence.json");
+    const nonce = vjson("azure/az-snp-vtpm-01.json").parsed.tpm_quote_extraData;
+    const ok = runBin(["debug", "verify", f, "--json", "--at", "2026-01-01T00:00:00Z", "--nonce", nonce]);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.json).toMatchObject({ status: "done", kind: "az-snp-vtpm", ok: true, fields: { product: "Milan", signer: "VCEK", pcrs: 24 } });
+    const bad = runBin(["debug", "verify", f, "--json", "--at", "2026-01-01T00:00:00Z", "--nonce", "00".repeat(48)]);
+    expect(bad.status).toBe(7);
+    expect(bad.stderr).toMatch(/quote extraData = expected report data/);
+  });
+
   it.each(SNP_VECTORS)("%s verifies with --certs in snpguest's layout", (id) => {
     const dir = tempDir("certs-");
     const ek = id.includes("vlek") ? "vlek" : "vcek";
