@@ -31,7 +31,12 @@ import { parseOvmf } from "../../src/tee/snp/measure.js";
 import { parseCrl } from "../../src/tee/verify/crl.js";
 import { ROOT } from "../helpers/bin.js";
 import { rewriteLuksJson } from "../helpers/luks-tamper.js";
+import { parseHclReport } from "../../src/tee/azure/hcl.js";
+import { parseQuoteAttest } from "../../src/tpm/attest.js";
 
+const azure = vjson("azure/az-snp-vtpm-01.evidence.json");
+const hcl = new Uint8Array(Buffer.from(azure.hcl_report.replace(/=+$/, ""), "base64url"));
+const attest = Uint8Array.from(Buffer.from(azure.tpm_quote.message, "hex"));
 const fuzzConfig = parseConfig({ deadline_s: 60, volumes: [{ name: "root", device: "/dev/vda2" }] }, "fuzz");
 
 const typed = (allowed: (new (...a: any[]) => Error)[]) => (fn: () => unknown) => {
@@ -125,6 +130,8 @@ const LATER: { name: string; share: number; prop: fc.IProperty<any> }[] = [
   { name: "X.509 CRL parser", share: 0.03, prop: fc.property(mutated(pckCrl), (b) => cvmOnly(() => parseCrl(b))) },
   { name: "OVMF footer table and SEV metadata", share: 0.03, prop: fc.property(mutated(ovmf, ovmf.length), (b) => cvmOnly(() => parseOvmf(b))) },
   { name: "dm-crypt table line", share: 0.03, prop: fc.property(fc.oneof(fc.string(), fc.constantFrom("0 98304 crypt aes-xts-plain64 :64:logon:cryptsetup:x-d0 0 254:0 32768").chain((l) => fc.string().map((t) => l + t))), (t) => cvmOnly(() => parseCryptTable("m", "CRYPT-LUKS2-x-m", t))) },
+  { name: "Azure HCL report", share: 0.03, prop: fc.property(mutated(hcl, hcl.length + 64), (b) => cvmOnly(() => parseHclReport(b))) },
+  { name: "TPMS_ATTEST quote", share: 0.03, prop: fc.property(mutated(attest), (b) => cvmOnly(() => parseQuoteAttest(b))) },
   { name: "kernel command line (escapes, rd.cvm_unlock.*)", share: 0.03, prop: fc.property(fc.string(), (t) => cvmOnly(() => (shellEscapes(t), applyCmdline(fuzzConfig, t)))) },
   {
     name: "LUKS2 header: hostile JSON under a valid checksum → model and cipher check",
