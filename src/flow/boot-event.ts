@@ -5,8 +5,7 @@
 //   - TDX: RTMR3 through the kernel's measurement register file (Linux 6.16+; the 6.1 kernel has none);
 //   - SEV-SNP without a vTPM: the launch measurement is fixed at launch and the guest has no register it
 //     can extend, so there is nothing to record; the broker's policy must not release twice to one launch.
-import { sha1 } from "@noble/hashes/legacy.js";
-import { sha256, sha384, sha512 } from "@noble/hashes/sha2.js";
+import { sha1, sha256, sha384, sha512 } from "../hash.js";
 import { existsSync, openSync, writeSync, closeSync } from "node:fs";
 import type { Logger } from "../log/logger.js";
 import type { Tpm } from "../tpm/commands.js";

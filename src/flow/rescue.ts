@@ -6,7 +6,6 @@
 // only then written as a systemd-tpm2 token. The stale token stays for finalize to drop once the new one has
 // been used. A power loss before the token import leaves at most an unused keyslot; the next rescue adds
 // another. Nothing here stops a boot: a failure is the caller's warning.
-import { randomBytes } from "node:crypto";
 import { CvmError } from "../errors.js";
 import type { LuksHeader } from "../luks/header.js";
 import { Secret } from "../log/secret.js";
@@ -36,7 +35,7 @@ export async function sealNewKeyslot(device: string, header: LuksHeader, release
   const current = target === undefined;
   const policy = tokenPolicyDigest(bank, target?.values ?? (await tpm.pcrRead(bank, pcrs)), false);
   const slot = freeKeyslot(header, device);
-  const secret = Secret.adopt(new Uint8Array(randomBytes(32)));
+  const secret = Secret.adopt(crypto.getRandomValues(new Uint8Array(32)));
   const pass = passphraseOf(secret);
   try {
     // The session (salted to the pinned key, checked first) is up before anything is written.

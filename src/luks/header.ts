@@ -2,7 +2,7 @@
 // secondary at hdr_size), each checked against its SHA-256 checksum; the valid copy with the highest seqid
 // wins. The JSON becomes a typed model of keyslots, tokens, segments and digests. Writes never happen here:
 // they go through cryptsetup itself.
-import { createHash } from "node:crypto";
+import { sha256 } from "../hash.js";
 import { CvmError } from "../errors.js";
 import { bytes, layout, parse } from "../tee/layout.js";
 
@@ -86,7 +86,7 @@ function readCopy(img: Uint8Array, off: number, magic: number[]): Copy | string 
   const area = img.slice(off, off + hdrSize);
   area.fill(0, 448, 448 + 64);
   const want = (h.csum as Uint8Array).subarray(0, 32);
-  const got = createHash("sha256").update(area).digest(); // native: the later boot reads this on every start
+  const got = sha256(area); // native: the later boot reads this on every start
   if (!got.every((b, i) => b === want[i])) return "checksum mismatch";
   const jsonBytes = img.subarray(off + 4096, off + hdrSize);
   return { seqid: be64(img, off + 16), hdrSize, uuid: cstr(h.uuid as Uint8Array), label: cstr(h.label as Uint8Array), json: cstr(jsonBytes) };

@@ -3,7 +3,7 @@
 // the certificate-table directory entry and the certificate table itself, sections in file order.
 // Reference: shared/reference/pcr-prediction.md §3. One pass over the bytes; every offset is checked, so a
 // malformed or hostile file is a typed error, never a wrong hash.
-import { createHash } from "node:crypto";
+import { hasher } from "../hash.js";
 import { CvmError } from "../errors.js";
 
 export class PeError extends CvmError {
@@ -91,14 +91,14 @@ export interface Authenticode {
  *  hashes (BoringSSL in Bun, OpenSSL in Node): a 77 MiB UKI is ~7x faster than in pure JS. */
 export function authenticode(b: Uint8Array): Authenticode {
   const { ranges, sections } = authenticodeRanges(b);
-  const h1 = createHash("sha1"), h2 = createHash("sha256");
+  const h1 = hasher("sha1"), h2 = hasher("sha256");
   for (const [a, z] of ranges) {
     const part = b.subarray(a, z);
     h1.update(part);
     h2.update(part);
   }
   const linux = sections.find((x) => x.name === ".linux");
-  const out: Authenticode = { sha1: new Uint8Array(h1.digest()), sha256: new Uint8Array(h2.digest()), uki: linux !== undefined };
+  const out: Authenticode = { sha1: h1.digest(), sha256: h2.digest(), uki: linux !== undefined };
   if (linux) {
     try {
       const k = authenticode(b.subarray(linux.ptr, linux.ptr + Math.min(linux.virtualSize || linux.rawSize, linux.rawSize)));

@@ -3,8 +3,7 @@
 // TCG_PCR_EVENT2 records. All little-endian. Replay per bank: PCR := H(PCR ‖ digest) for every event but
 // EV_NO_ACTION, from zeros (or the StartupLocality event's locality in PCR 0). The event data is never hashed
 // by a replay: a replay proves the log's digests, not its data. Format: shared/reference/pcr-prediction.md §1.
-import { sha1 } from "@noble/hashes/legacy.js";
-import { sha256, sha384, sha512 } from "@noble/hashes/sha2.js";
+import { sha1, sha256, sha384, sha512 } from "../hash.js";
 import { concat } from "../bytes.js";
 import { CvmError, type ErrorCode } from "../errors.js";
 

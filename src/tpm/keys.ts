@@ -1,6 +1,6 @@
 // Names and storage keys of TPM objects, computed in software (no node:crypto, so the agent's convert path
 // loads nothing heavy): the Name the TPM reports for an object, and the RSA storage key a pin describes.
-import { sha256 } from "@noble/hashes/sha2.js";
+import { sha256 } from "../hash.js";
 import { concat, u32be } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import { ALG, decode, encode, TYPES, type TpmtPublic } from "./marshal.js";

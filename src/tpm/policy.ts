@@ -1,7 +1,7 @@
 // The policy digests of systemd-tpm2 tokens, computed in software: PolicyPCR over the token's PCRs
 // (SHA-256 session hash), and PolicyAuthValue after it for PIN tokens. A token "will unseal" exactly when
 // this digest, over the current PCR values, equals its tpm2-policy-hash.
-import { sha256 } from "@noble/hashes/sha2.js";
+import { sha256 } from "../hash.js";
 import { concat as cat, u32be } from "../bytes.js";
 import { encode, pcrMask, TYPES } from "./marshal.js";
 import { BANKS, CC } from "./commands.js";

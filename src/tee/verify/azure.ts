@@ -6,8 +6,8 @@
 //   the SNP report's REPORT_DATA[0..32] is SHA-256 of the HCL variable data (the AK is the TEE's);
 //   the SNP report verifies under the VCEK, chained to the pinned AMD root (verify/snp.ts). No VMPL is
 //   required of the paravisor's report.
-import { createHash } from "node:crypto";
 import { hex } from "../../bytes.js";
+import { sha256 } from "../../hash.js";
 import { b64urlDecode } from "../../jose/b64.js";
 import { parseQuoteAttest } from "../../tpm/attest.js";
 import { parseHclReport, HCL_SNP } from "../azure/hcl.js";
@@ -33,7 +33,6 @@ const b64u = (s: string, what: string): Uint8Array => {
     throw new LayoutError("az-snp-vtpm evidence", `${what} is not base64url`);
   }
 };
-const sha256 = (b: Uint8Array) => new Uint8Array(createHash("sha256").update(b).digest());
 const hexBytes = (s: unknown, what: string): Uint8Array => {
   if (typeof s !== "string" || !/^([0-9a-f]{2})*$/i.test(s)) throw new LayoutError("az-snp-vtpm evidence", `${what} is not hex`);
   return Uint8Array.from(Buffer.from(s, "hex"));
