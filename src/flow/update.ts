@@ -94,20 +94,27 @@ export function removeTrial(path: string): void {
   }
 }
 
-/** The Boot#### that starts this file on this partition, or the lowest free number for a new one. */
-function entryFor(vars: EfiVars, option: LoadOption, log: Logger): { n: number; exists: boolean } {
-  const want = encodeDevicePath(option.path);
-  const used = vars.bootNumbers();
-  for (const n of used) {
+/** The Boot#### entries whose device path is exactly this one (an entry the firmware cannot read is left alone). */
+function entriesStarting(vars: EfiVars, path: LoadOption["path"], log: Logger): number[] {
+  const want = encodeDevicePath(path);
+  return vars.bootNumbers().filter((n) => {
     try {
       const o = vars.bootEntry(n);
-      if (o && equalBytes(encodeDevicePath(o.path), want)) return { n, exists: true };
+      return o !== undefined && equalBytes(encodeDevicePath(o.path), want);
     } catch (e) {
       log.warn(`${bootName(n)} is not a load option this can read; left alone`, { error: (e as Error).message });
+      return false;
     }
-  }
+  });
+}
+
+/** The Boot#### that starts this file on this partition, or the lowest free number for a new one. */
+function entryFor(vars: EfiVars, option: LoadOption, log: Logger): { n: number; exists: boolean } {
+  const found = entriesStarting(vars, option.path, log)[0];
+  if (found !== undefined) return { n: found, exists: true };
+  const used = new Set(vars.bootNumbers());
   let n = 0;
-  while (used.includes(n)) n++;
+  while (used.has(n)) n++;
   if (n > 0xffff) throw new CvmError("EFI", "no free Boot#### number");
   return { n, exists: false };
 }
@@ -167,22 +174,15 @@ export interface RemoveResult {
 export function removeUki(opts: { esp: Esp; target: string; vars: EfiVars; trialPath: string; log: Logger }): RemoveResult {
   const { esp, vars, log } = opts;
   const target = espPath(opts.target);
-  const want = encodeDevicePath([hardDriveNode(esp.partition), filePathNode(target)]);
-  const entries = vars.available() ? vars.bootNumbers().filter((n) => {
-    try {
-      const o = vars.bootEntry(n);
-      return o !== undefined && equalBytes(encodeDevicePath(o.path), want);
-    } catch {
-      return false;
-    }
-  }) : [];
-  const current = vars.available() ? vars.bootCurrent() : undefined;
+  const on = vars.available();
+  const entries = on ? entriesStarting(vars, [hardDriveNode(esp.partition), filePathNode(target)], log) : [];
+  const current = on ? vars.bootCurrent() : undefined;
   if (current !== undefined && entries.includes(current)) throw new CvmError("EFI", `${target} is what this boot came from (${bootName(current)}): not removed`);
-  const order = vars.available() ? vars.bootOrder() : [];
+  const order = on ? vars.bootOrder() : [];
   const rest = order.filter((n) => !entries.includes(n));
   if (order.length > 0 && rest.length === 0) throw new CvmError("EFI", `${target} is every entry of BootOrder: removing it would leave nothing to boot`);
   if (rest.length !== order.length) vars.setBootOrder(rest);
-  if (vars.available() && entries.includes(vars.bootNext() ?? -1)) vars.remove("BootNext");
+  if (on && entries.includes(vars.bootNext() ?? -1)) vars.remove("BootNext");
   for (const n of entries) vars.remove(bootName(n));
   const dest = join(esp.dir, target);
   const fileRemoved = existsSync(dest);
