@@ -12,8 +12,8 @@ import type { LuksHeader } from "../luks/header.js";
 import { removeToken } from "../luks/tokens.js";
 import type { Logger } from "../log/logger.js";
 import type { Tpm } from "../tpm/commands.js";
-import { tokenPolicyDigest } from "../tpm/policy.js";
 import { tokenSealed } from "./convert.js";
+import { checkTpm2Token } from "./plan.js";
 import type { Fault } from "./fault.js";
 import { readTrial, removeTrial, type TrialRecord } from "./update.js";
 
@@ -69,7 +69,6 @@ export async function finalize(opts: {
 
   const pending = record && result.trial !== "finalized" ? new Set(record.tokens) : new Set<string>();
   let tpm: Tpm | undefined;
-  const live = new Map<string, Map<number, Uint8Array>>();
   for (const { device, header } of opts.volumes) {
     const v: VolumeCleanup = { device, kept: [], removed: [], stale: [] };
     result.volumes.push(v);
@@ -79,12 +78,9 @@ export async function finalize(opts: {
     });
     if (tokens.length === 0) continue;
     tpm ??= await opts.tpm();
+    // The same check as the boot's plan: the token's policy over the current PCRs (with or without a PIN).
     const matches = new Map<string, boolean>();
-    for (const { t, s } of tokens) {
-      const which = `${s.bank}:${s.pcrs.join(",")}`;
-      if (!live.has(which)) live.set(which, await tpm.pcrRead(s.bank, s.pcrs));
-      matches.set(t.id, equalBytes(tokenPolicyDigest(s.bank, live.get(which)!, t.json["tpm2-pin"] === true), s.policy));
-    }
+    for (const { t } of tokens) matches.set(t.id, ["will-unseal", "pin-required"].includes((await checkTpm2Token(t, tpm)).state));
     for (const slot of [...new Set(tokens.map(({ t }) => t.keyslots[0]!))]) {
       const mine = tokens.filter(({ t }) => t.keyslots[0] === slot);
       const anyMatch = mine.some(({ t }) => matches.get(t.id));
