@@ -115,10 +115,9 @@ export const debugVerify: Runner = async (ctx) => {
         break;
       }
       case "az-snp-vtpm": {
-        const nonce = typeof ctx.flags.nonce === "string" ? ctx.flags.nonce : undefined;
-        if (nonce !== undefined && !/^([0-9a-fA-F]{2})+$/.test(nonce)) throw new CvmError("USAGE", "--nonce: expected hex (the runtime-data hash the quote must carry)");
         const e = parseAzSnpVtpm(k.json);
-        const res = await verifyAzSnpVtpm(e, now, { expectedReportData: nonce ? Uint8Array.from(Buffer.from(nonce, "hex")) : undefined, crls });
+        const expectedReportData = typeof ctx.flags.nonce === "string" ? parseHex(ctx.flags.nonce, "--nonce", 64) : undefined;
+        const res = await verifyAzSnpVtpm(e, now, { expectedReportData, crls });
         fields = { version: Number(e.version), pcrs: e.tpm_quote.pcrs.length, ...(res.snp ? { product: res.snp.product, signer: res.snp.signer } : {}) };
         v = res.v;
         break;
