@@ -6,7 +6,7 @@
 //      removed from a keyslot none of whose tokens matches this boot (a broker boot: the last working way
 //      in for the next boot might be among them).
 //   3. The trial record is removed last. Every step is safe to repeat after a power loss.
-import { equalBytes, hex } from "../bytes.js";
+import { hex } from "../bytes.js";
 import { bootName, type EfiVars } from "../efi/vars.js";
 import type { LuksHeader } from "../luks/header.js";
 import { removeToken } from "../luks/tokens.js";
@@ -57,7 +57,7 @@ export async function finalize(opts: {
       const order = vars.bootOrder();
       const next = [record.entry, ...order.filter((n) => n !== record.entry)];
       result.bootOrder = next;
-      if (!equalBytes(Uint8Array.from(order), Uint8Array.from(next)) && !opts.dryRun) {
+      if (order.join(",") !== next.join(",") && !opts.dryRun) {
         vars.setBootOrder(next);
         log.info(`this boot came from the trial entry ${bootName(record.entry)} and unlocked: it is first in BootOrder now`);
       }

@@ -176,3 +176,18 @@ describe("locating the ESP", () => {
     efiError(() => locateEsp(esp, { disk: img, partition: 7 }), /no GPT partition 7/);
   });
 });
+
+describe("finalize's BootOrder change", () => {
+  it("moves a trial entry numbered above 0xFF to the front (Boot numbers are 16-bit)", async () => {
+    const { finalize } = await import("../../src/flow/finalize.js");
+    const v = new EfiVars(tempDir("efivars-"));
+    v.setBootOrder([0x0000, 0x0100]);
+    v.set("BootCurrent", Uint8Array.from([0x00, 0x01]), 0x6);
+    const trial = join(tempDir("trial-"), "trial.json");
+    writeFileSync(trial, JSON.stringify({ version: 1, entry: 0x100, file: "EFI/Linux/x.efi", authenticode: {}, tokens: [], created: "" }));
+    const log = { info() {}, warn() {} } as unknown as Parameters<typeof finalize>[0]["log"];
+    const r = await finalize({ vars: v, trialPath: trial, volumes: [], tpm: async () => { throw new Error("no TPM needed"); }, log, dryRun: false, fault: () => {} });
+    expect(r.trial).toBe("finalized");
+    expect(v.bootOrder()).toEqual([0x0100, 0x0000]);
+  });
+});
