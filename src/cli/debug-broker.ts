@@ -6,7 +6,7 @@ import { Deadline } from "../flow/deadline.js";
 import { chooseProvider } from "../tee/providers.js";
 import type { Runner } from "./command.js";
 import { loadEffective } from "./common.js";
-import { brokersOf, brokerTransport } from "./unlock-broker.js";
+import { brokersOf, brokerTransport, providerEnv } from "./unlock-broker.js";
 
 /** The token's claims, decoded without verification (the broker verifies its own tokens). */
 export function decodeClaims(token: string): Record<string, any> {
@@ -21,7 +21,7 @@ export function decodeClaims(token: string): Record<string, any> {
 export const debugBroker: Runner = async (ctx) => {
   const eff = loadEffective(ctx);
   const deadline = new Deadline(eff.config.deadline_s);
-  const provider = chooseProvider({ allowSimulated: eff.config.tee.allow_simulated, vmpl: eff.config.tee.vmpl, log: ctx.log, native: ctx.native });
+  const provider = await chooseProvider(providerEnv(eff, ctx, deadline));
   const a = await attestWithRetries({ brokers: brokersOf(eff.config, brokerTransport(eff, ctx), deadline), provider, deadline, log: ctx.log, trace: ctx.trace });
   const broker = a.broker;
   const claims = decodeClaims(a.token);

@@ -8,9 +8,15 @@ import { describeQuote, describeSnp, describeTdReport } from "../tee/describe.js
 import { detectTee } from "../tee/detect.js";
 import { detectKind } from "../tee/kind.js";
 import { TpmFormatError } from "../tpm/marshal.js";
-import { parseAzSnpVtpm, verifyAzSnpVtpm } from "../tee/verify/azure.js";
+import { parseAzVtpm, verifyAzVtpm } from "../tee/verify/azure.js";
 import { LayoutError } from "../tee/layout.js";
-import { chooseProvider } from "../tee/providers.js";
+import { chooseProvider, detectProvider } from "../tee/providers.js";
+import { parseConfig } from "../config/config.js";
+import { Deadline } from "../flow/deadline.js";
+import { b64urlLoose } from "../tee/azure/evidence.js";
+import { parseHclReport } from "../tee/azure/hcl.js";
+import { parseQuoteAttest } from "../tpm/attest.js";
+import { providerEnv } from "./unlock-broker.js";
 import { snpReportFromJson } from "../tee/snp/evidence.js";
 import { parseReport, type SnpReport } from "../tee/snp/layout.js";
 import { quoteFromJson } from "../tee/tdx/evidence.js";
@@ -21,14 +27,28 @@ import { DerError } from "../tee/verify/der.js";
 import type { Verification } from "../tee/verify/result.js";
 import { certBytes, verifySnp, type SnpCerts } from "../tee/verify/snp.js";
 import { verifyTdx } from "../tee/verify/tdx.js";
-import type { Runner } from "./command.js";
+import type { Context, Runner } from "./command.js";
 import { loadEffective, readFlagFile } from "./common.js";
 
-export const debugDetect: Runner = async () => {
+/** The provider environment for a debug command: the config's when --config is given, else the defaults
+ *  (no simulated TEE, /dev/tpmrm0 or --tpm-device, the platform's metadata service). */
+function debugProviderEnv(ctx: Context) {
+  const eff = ctx.flags.config !== undefined ? loadEffective(ctx) : undefined;
+  const config = eff?.config ?? parseConfig({}, "(defaults)");
+  if (typeof ctx.flags["tpm-device"] === "string") config.tpm.device = ctx.flags["tpm-device"];
+  return providerEnv({ config, disabled: false, cmdline: {}, escapes: [], source: eff?.source ?? "(defaults)" }, ctx, new Deadline(config.deadline_s));
+}
+
+export const debugDetect: Runner = async (ctx) => {
   const d = detectTee();
   const tsm = tsmAvailable(realTsmFs, TSM_ROOT);
-  const path = d.kind === "none" ? "none" : tsm ? "configfs-tsm" : d.kind === "snp" ? "/dev/sev-guest ioctl" : "none (TDX quotes need configfs-tsm)";
-  return { status: "done", message: `TEE: ${d.kind}; evidence via ${path}`, data: { tee: d.kind, interfaces: d.interfaces, configfs_tsm: tsm, evidence_path: path } };
+  const c = await detectProvider(debugProviderEnv(ctx));
+  const chosen = c.provider ? `${c.provider.tee} through ${c.provider.name}` : "none";
+  return {
+    status: "done",
+    message: `evidence: ${chosen} — ${c.why}\n${c.found.map((f) => `  ${f}`).join("\n")}`,
+    data: { tee: c.provider?.tee ?? "none", provider: c.provider?.name ?? null, why: c.why, found: c.found, device: d.kind, interfaces: d.interfaces, configfs_tsm: tsm },
+  };
 };
 
 function parseHex(s: string, what: string, max: number): Uint8Array {
@@ -37,7 +57,6 @@ function parseHex(s: string, what: string, max: number): Uint8Array {
 }
 
 export const debugEvidence: Runner = async (ctx) => {
-  const eff = ctx.flags.config !== undefined ? loadEffective(ctx) : undefined;
   const nonce = typeof ctx.flags.nonce === "string" ? parseHex(ctx.flags.nonce, "--nonce", 64) : crypto.getRandomValues(new Uint8Array(32));
   if (detectTee().kind === "tdx" && !tsmAvailable(realTsmFs, TSM_ROOT)) {
     // No quote without configfs-tsm: show the local TDREPORT instead (not remote evidence).
@@ -47,7 +66,7 @@ export const debugEvidence: Runner = async (ctx) => {
     if (typeof ctx.flags.out === "string") writeFileSync(ctx.flags.out, report);
     return { status: "done", message: "TDX without configfs-tsm: local TDREPORT (not remote evidence; a quote needs Linux 6.7+ configfs-tsm)", data: { tee: "tdx", provider: "TDX_CMD_GET_REPORT0", fields: describeTdReport(parseTdReport(report)) } };
   }
-  const provider = chooseProvider({ allowSimulated: eff?.config.tee.allow_simulated ?? false, vmpl: eff?.config.tee.vmpl ?? 0, log: ctx.log, native: ctx.native });
+  const provider = await chooseProvider(debugProviderEnv(ctx));
   const evidence = await provider.evidence(nonce);
   const text = stringifyJson(evidence);
   if (typeof ctx.flags.out === "string") writeFileSync(ctx.flags.out, text + "\n");
@@ -65,6 +84,12 @@ function describeEvidence(k: ReturnType<typeof detectKind>): Record<string, unkn
     return describeSnp(r);
   }
   if (k.kind === "trustee-tdx") return describeQuote(quoteFromJson(k.json));
+  if (k.kind === "az-snp-vtpm" || k.kind === "az-tdx-vtpm") {
+    const e = parseAzVtpm(k.json, k.kind);
+    const hcl = parseHclReport(b64urlLoose(e.hcl_report, k.kind, "hcl_report"));
+    const hw = k.kind === "az-snp-vtpm" ? describeSnp(parseReport(hcl.hardware)) : describeTdReport(parseTdReport(hcl.hardware));
+    return { version: Number(e.version), pcrs: e.tpm_quote.pcrs, quote_extra_data: Buffer.from(parseQuoteAttest(Buffer.from(e.tpm_quote.message, "hex")).extraData).toString("hex"), hcl_user_data: hcl.userData, hardware_report: hw };
+  }
   return (k.json as Record<string, unknown>) ?? {};
 }
 
@@ -114,11 +139,12 @@ export const debugVerify: Runner = async (ctx) => {
         v = (await verifyTdx(q, now, { crls })).v;
         break;
       }
-      case "az-snp-vtpm": {
-        const e = parseAzSnpVtpm(k.json);
+      case "az-snp-vtpm":
+      case "az-tdx-vtpm": {
+        const e = parseAzVtpm(k.json, k.kind);
         const expectedReportData = typeof ctx.flags.nonce === "string" ? parseHex(ctx.flags.nonce, "--nonce", 64) : undefined;
-        const res = await verifyAzSnpVtpm(e, now, { expectedReportData, crls });
-        fields = { version: Number(e.version), pcrs: e.tpm_quote.pcrs.length, ...(res.snp ? { product: res.snp.product, signer: res.snp.signer } : {}) };
+        const res = await verifyAzVtpm(e, k.kind, now, { expectedReportData, crls });
+        fields = { version: Number(e.version), pcrs: e.tpm_quote.pcrs.length, ...(res.snp ? { product: res.snp.product, signer: res.snp.signer } : {}), ...(res.tdQuote ? describeQuote(res.tdQuote) : {}) };
         v = res.v;
         break;
       }
@@ -129,7 +155,7 @@ export const debugVerify: Runner = async (ctx) => {
         fields = k.json as Record<string, unknown>;
         break;
       default:
-        throw new CvmError("TEE", `${file}: not an SNP report, TDX quote, TDREPORT or Trustee evidence JSON (snp, tdx, az-snp-vtpm)`);
+        throw new CvmError("TEE", `${file}: not an SNP report, TDX quote, TDREPORT or Trustee evidence JSON (snp, tdx, az-snp-vtpm, az-tdx-vtpm)`);
     }
   } catch (e) {
     if (e instanceof LayoutError || e instanceof DerError || e instanceof TpmFormatError) throw new CvmError("TEE", `${file}: malformed ${k.kind}: ${e.message}`, { kind: k.kind, reason: "malformed" });

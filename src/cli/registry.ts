@@ -152,8 +152,8 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "debug detect",
-    summary: "which TEE interfaces this guest has",
-    flags: [JSON_FLAG],
+    summary: "which evidence provider this guest has (configfs-tsm, /dev/sev-guest, a paravisor's vTPM), what was found and why",
+    flags: [...CONFIG_FLAGS, { name: "tpm-device", value: "DEV", help: "the TPM to look for a paravisor's HCL report in (default: the config's tpm.device, else /dev/tpmrm0)" }, JSON_FLAG],
     load: async () => (await import("./debug-tee.js")).debugDetect,
   },
   {
@@ -174,6 +174,7 @@ export const COMMANDS: Command[] = [
     flags: [
       { name: "nonce", value: "HEX", help: "REPORT_DATA, up to 64 bytes of hex (default: 32 random bytes)" },
       { name: "out", value: "FILE", help: "also write the Trustee evidence JSON to FILE (for debug verify)" },
+      { name: "tpm-device", value: "DEV", help: "the vTPM (default: the config's tpm.device, else /dev/tpmrm0)" },
       ...CONFIG_FLAGS,
       JSON_FLAG,
     ],
@@ -181,14 +182,14 @@ export const COMMANDS: Command[] = [
   },
   {
     name: "debug verify",
-    summary: "offline: parse, print and verify an SNP report, TDX quote, TDREPORT or Trustee evidence file (snp, tdx, az-snp-vtpm)",
+    summary: "offline: parse, print and verify an SNP report, TDX quote, TDREPORT or Trustee evidence file (snp, tdx, az-snp-vtpm, az-tdx-vtpm)",
     args: "FILE",
     positionals: 1,
     flags: [
       { name: "certs", value: "DIR", help: "vcek.der|vcek.pem, vlek.der|vlek.pem, ask.pem, ark.pem (snpguest's layout); AMD and Intel roots are built in" },
       { name: "at", value: "TIME", help: "check certificate validity at this ISO 8601 time (default: now)" },
       { name: "crl", value: "FILE,…", help: "CRLs (DER) to check the chain against: AMD's for the product, Intel's root and PCK CRLs" },
-      { name: "nonce", value: "HEX", help: "az-snp-vtpm: the runtime-data hash the TPM quote must carry" },
+      { name: "nonce", value: "HEX", help: "az-snp-vtpm, az-tdx-vtpm: the runtime-data hash the TPM quote must carry" },
       JSON_FLAG,
     ],
     load: async () => (await import("./debug-tee.js")).debugVerify,

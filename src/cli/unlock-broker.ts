@@ -8,7 +8,9 @@ import { handOff } from "../keyring/handoff.js";
 import { KbsClient } from "../kbs/client.js";
 import type { Secret } from "../log/secret.js";
 import { startPassphraseCheck } from "../luks/cryptsetup.js";
-import { chooseProvider } from "../tee/providers.js";
+import { chooseProvider, type ProviderEnv, type ProviderPin } from "../tee/providers.js";
+import { Tpm } from "../tpm/commands.js";
+import { openTpm } from "../tpm/transport.js";
 import type { Context, Result } from "./command.js";
 import { askIds, convertedVolumes, openTpmQuietly, type UnlockDeps } from "./unlock.js";
 import type { LuksHeader } from "../luks/header.js";
@@ -24,7 +26,7 @@ export async function unlockThroughBroker(
   let needBroker = a.needBroker;
   const converted = a.converted ?? []; // answered alongside; the caller wipes them
   const config = eff.config;
-  const provider = deps.provider ? deps.provider(eff, ctx) : chooseProvider({ allowSimulated: config.tee.allow_simulated, vmpl: config.tee.vmpl, log: ctx.log, native: ctx.native });
+  const provider = deps.provider ? deps.provider(eff, ctx) : await chooseProvider(providerEnv(eff, ctx, deadline));
   const transport = deps.transport ? deps.transport(eff) : brokerTransport(eff, ctx);
   const brokers = brokersOf(config, transport, deadline);
   const broker = brokers.map((b) => b.url).join(", ");
@@ -114,11 +116,33 @@ async function rescueReseal(ctx: Context, eff: Effective, deps: UnlockDeps, targ
 export async function fetchPassphrase(ctx: Context, eff: Effective, volume: Volume): Promise<Secret> {
   const config = eff.config;
   const deadline = new Deadline(config.deadline_s);
-  const provider = chooseProvider({ allowSimulated: config.tee.allow_simulated, vmpl: config.tee.vmpl, log: ctx.log, native: ctx.native });
+  const provider = await chooseProvider(providerEnv(eff, ctx, deadline));
   const brokers = brokersOf(config, brokerTransport(eff, ctx), deadline);
   ctx.log.info("no token unseals now: asking the broker", { volume: volume.name, broker: brokers.map((b) => b.url).join(", ") });
   const got = await fetchResources({ brokers, provider, deadline, log: ctx.log, trace: ctx.trace }, [volume.resource!]);
   return got.get(volume.resource!)!;
+}
+
+/** Everything the evidence providers need from the config: the TEE settings, the TPM (a paravisor's vTPM),
+ *  the instance metadata service, and the deadline they stay inside. */
+export function providerEnv(eff: Effective, ctx: Context, deadline?: Deadline): ProviderEnv & { allowSimulated: boolean; pin: ProviderPin } {
+  const tee = eff.config.tee;
+  return {
+    allowSimulated: tee.allow_simulated,
+    pin: tee.provider,
+    vmpl: tee.vmpl,
+    log: ctx.log,
+    native: ctx.native,
+    tpm: async () => {
+      try {
+        return new Tpm(await openTpm(eff.config.tpm.device, ctx.native));
+      } catch {
+        return undefined;
+      }
+    },
+    imds: { transport: fetchTransport(undefined), baseUrl: tee.imds_url },
+    remainingMs: deadline ? () => deadline.remainingMs() : undefined,
+  };
 }
 
 export function brokerTransport(eff: Effective, ctx: Context): Transport {

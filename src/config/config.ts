@@ -21,7 +21,7 @@ export interface Volume {
 export interface Config {
   /** url (one broker) or urls (several, tried in turn); crossCheck wants exactly one of them. */
   broker?: { url?: string; urls?: string[]; ca?: string; insecure_http: boolean; request_timeout_s: number };
-  tee: { allow_simulated: boolean; vmpl: number };
+  tee: { allow_simulated: boolean; vmpl: number; provider: "auto" | "configfs-tsm" | "sev-guest" | "vtpm" | "simulated"; imds_url: string };
   deadline_s: number;
   volumes: Volume[];
   keyring: { keyring: "@u" | "@s"; key: string; timeout_s: number; handoff: "keyring" | "ask-password" };
@@ -93,6 +93,7 @@ function crossCheck(c: Config, problems: string[]): void {
     if (https && c.broker.insecure_http) problems.push("broker.insecure_http: true, but broker.url is https; remove one");
     if (new Set(urls).size !== urls.length) problems.push("broker.urls: a broker is listed twice");
   }
+  if (c.tee.provider === "simulated" && !c.tee.allow_simulated) problems.push('tee.provider: "simulated" needs tee.allow_simulated: true');
   // systemd-cryptsetup 252 accepts a cached (keyring) passphrase on its first try only, and tpm2-device=auto
   // spends that try on the TPM: after a stale or missing token it asks through ask-password, never the keyring.
   // (On a first boot the agent answers that request with the passphrase it converted; later, the broker's.)

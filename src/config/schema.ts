@@ -61,6 +61,11 @@ export const CONFIG_SCHEMA: Spec = {
         fields: {
           allow_simulated: { spec: { kind: "bool" }, default: false },
           vmpl: { spec: { kind: "int", min: 0, max: 3 }, default: 0 },
+          // Which evidence provider: "auto" tries configfs-tsm, /dev/sev-guest, then a paravisor's vTPM.
+          provider: { spec: { kind: "enum", values: ["auto", "configfs-tsm", "sev-guest", "vtpm", "simulated"] }, default: "auto" },
+          // The instance metadata service vTPM evidence takes its VCEK or TD quote from (plain HTTP, untrusted:
+          // its answers must chain to the pinned AMD or Intel root).
+          imds_url: { spec: { kind: "string", expect: "an http URL without credentials, query or fragment", check: (s) => isBrokerUrl(s) && s.startsWith("http:") }, default: "http://169.254.169.254" },
         },
       },
       default: {},

@@ -1,9 +1,10 @@
 // What a file handed to `debug verify` is: an SNP report, a TDX quote (v4/v5), a TDREPORT, or Trustee
-// evidence JSON (snp, tdx, sample, az-snp-vtpm). Decided from the bytes, not the file name.
+// evidence JSON (snp, tdx, sample, az-snp-vtpm, az-tdx-vtpm). Decided from the bytes, not the file name.
 import { parseJsonBig } from "../json.js";
+import { vtpmTeeOf } from "./azure/evidence.js";
 import { REPORT_SIZE } from "./snp/layout.js";
 
-export type EvidenceKind = "snp-report" | "tdx-quote" | "tdreport" | "trustee-snp" | "trustee-tdx" | "trustee-sample" | "az-snp-vtpm" | "unknown";
+export type EvidenceKind = "snp-report" | "tdx-quote" | "tdreport" | "trustee-snp" | "trustee-tdx" | "trustee-sample" | "az-snp-vtpm" | "az-tdx-vtpm" | "unknown";
 
 export function detectKind(b: Uint8Array): { kind: EvidenceKind; json?: unknown } {
   const head = new TextDecoder().decode(b.subarray(0, 64)).trimStart();
@@ -12,7 +13,8 @@ export function detectKind(b: Uint8Array): { kind: EvidenceKind; json?: unknown 
       const j = parseJsonBig(new TextDecoder("utf-8", { fatal: true }).decode(b)) as Record<string, unknown>;
       if (j && typeof j === "object") {
         if ("attestation_report" in j) return { kind: "trustee-snp", json: j };
-        if ("tpm_quote" in j && "hcl_report" in j && "vcek" in j) return { kind: "az-snp-vtpm", json: j };
+        const vtpm = vtpmTeeOf(j);
+        if (vtpm) return { kind: vtpm, json: j };
         if ("quote" in j) return { kind: "trustee-tdx", json: j };
         if ("svn" in j && "report_data" in j) return { kind: "trustee-sample", json: j };
       }

@@ -1,7 +1,14 @@
 // The real evidence providers behind the seam of evidence.ts, tried in a fixed order: configfs-tsm (SNP or
-// TDX), then the SNP ioctl; the simulated provider only when the config allows it. A TDX quote comes only
-// from configfs-tsm (the out-of-tree GET_QUOTE ioctls are not used).
+// TDX), then the SNP ioctl, then the vTPM of a paravisor that hides the hardware report (an HCL report in
+// NV 0x01400001: Azure's az-snp-vtpm / az-tdx-vtpm); the simulated provider only when the config allows it.
+// tee.provider may pin one of them. A TDX quote comes only from configfs-tsm (the out-of-tree GET_QUOTE
+// ioctls are not used).
 import { CvmError } from "../errors.js";
+import type { Transport } from "../kbs/transport.js";
+import type { Tpm } from "../tpm/commands.js";
+import { azVtpmEvidenceJson } from "./azure/evidence.js";
+import { acceptTdQuote, acceptVcek, fetchTdQuote, fetchVcek, type ImdsDeps } from "./azure/imds.js";
+import { collectVtpmParts, detectHclReport, type VtpmTee } from "./azure/vtpm.js";
 import type { Logger } from "../log/logger.js";
 import type { Native } from "../native/types.js";
 import { detectTee } from "./detect.js";
@@ -24,7 +31,17 @@ export interface ProviderEnv {
   tsm?: { fs: TsmFs; root: string };
   /** The TDX CC event log (default /sys/firmware/acpi/tables/data/CCEL under root). */
   ccelPath?: string;
+  /** Opens the TPM (the config's tpm.device), or undefined when there is none: the vTPM provider's. */
+  tpm?: () => Promise<Tpm | undefined>;
+  /** The instance metadata service (tee.imds_url) and the HTTP transport to it. */
+  imds?: { transport: Transport; baseUrl: string };
+  /** Time left in the caller's deadline (the vTPM refresh wait and the metadata service stay inside it). */
+  remainingMs?: () => number;
 }
+
+/** tee.provider: "auto" tries them in order; any other value pins one. */
+export type ProviderPin = "auto" | "configfs-tsm" | "sev-guest" | "vtpm" | "simulated";
+export const PROVIDER_PINS: readonly ProviderPin[] = ["auto", "configfs-tsm", "sev-guest", "vtpm", "simulated"];
 
 const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
@@ -76,19 +93,93 @@ export function snpIoctlProvider(env: ProviderEnv): EvidenceProvider {
   };
 }
 
-/** The provider for this guest, or a TEE error saying why there is none. */
-export function chooseProvider(env: ProviderEnv & { allowSimulated: boolean }): EvidenceProvider {
-  const found = detectTee(env.root);
+/** The vTPM provider: the HCL report and a quote from the TPM, the VCEK or the TD quote from the metadata
+ *  service (the VCEK fetched once per run: it belongs to the chip and its TCB, not to the nonce). */
+export function vtpmProvider(env: ProviderEnv, tee: VtpmTee): EvidenceProvider {
+  const remainingMs = env.remainingMs ?? (() => 60_000);
+  let vcek: Promise<{ vcek: Uint8Array; chain: Uint8Array[] }> | undefined;
+  return {
+    tee,
+    name: `${tee === "az-snp-vtpm" ? "SNP" : "TDX"} through the paravisor's vTPM (HCL report, TPM2_Quote)`,
+    async evidence(digest) {
+      if (!env.imds) throw new CvmError("CONFIG", "vTPM evidence needs the instance metadata service (tee.imds_url)");
+      const imds: ImdsDeps = { ...env.imds, remainingMs };
+      const tpm = await env.tpm?.();
+      if (!tpm) throw new CvmError("TEE", "the vTPM is gone: cannot open the TPM for vTPM evidence");
+      let parts;
+      try {
+        parts = await collectVtpmParts(tpm, digest, { remainingMs, log: env.log });
+      } finally {
+        tpm.transport.close();
+      }
+      if (tee === "az-snp-vtpm") {
+        vcek ??= fetchVcek(imds);
+        const got = await vcek.catch((e) => {
+          vcek = undefined; // the next attempt asks again
+          throw e;
+        });
+        await acceptVcek(got.vcek, got.chain, parseReport(parts.hcl.hardware));
+        return azVtpmEvidenceJson(parts, { vcek: got.vcek });
+      }
+      const q = await acceptTdQuote(await fetchTdQuote(imds, parts.hcl.hardware), parts.hcl);
+      return azVtpmEvidenceJson(parts, { tdQuote: q.trimmed });
+    },
+  };
+}
+
+/** What was found where, and why a provider was (or was not) chosen: for the agent's log and debug detect. */
+export interface ProviderChoice {
+  provider?: EvidenceProvider;
+  /** One line per interface looked at, in the order tried. */
+  found: string[];
+  why: string;
+}
+
+async function vtpmKind(env: ProviderEnv, found: string[]): Promise<VtpmTee | undefined> {
+  const tpm = await env.tpm?.();
+  if (!tpm) {
+    found.push("vTPM: no TPM device");
+    return undefined;
+  }
+  try {
+    const hcl = await detectHclReport(tpm);
+    found.push(hcl ? `vTPM: an HCL report (${hcl.tee}, ${hcl.size} bytes) in NV index 0x01400001` : "vTPM: a TPM without an HCL report in NV index 0x01400001 (not a paravisor's vTPM)");
+    return hcl?.tee;
+  } finally {
+    tpm.transport.close();
+  }
+}
+
+/** Looks at every interface in order and picks the provider (tee.provider may pin one); never throws for a
+ *  missing TEE — `provider` is then undefined and `why` says what is missing. */
+export async function detectProvider(env: ProviderEnv & { allowSimulated: boolean; pin?: ProviderPin }): Promise<ProviderChoice> {
+  const pin = env.pin ?? "auto";
+  const found: string[] = [];
+  const d = detectTee(env.root);
   const t = env.tsm ?? { fs: realTsmFs, root: `${env.root ?? ""}${TSM_ROOT}` };
   const tsm = tsmAvailable(t.fs, t.root);
-  if (found.kind === "snp") return tsm ? tsmProvider({ ...env, tsm: t }, "snp") : snpIoctlProvider(env);
-  if (found.kind === "tdx") {
-    if (tsm) return tsmProvider({ ...env, tsm: t }, "tdx");
-    throw new CvmError("TEE", "TDX guest without configfs-tsm: a TDX quote needs /sys/kernel/config/tsm/report (Linux 6.7 or later, configfs mounted)");
+  found.push(tsm ? `configfs-tsm: ${t.root}` : "configfs-tsm: absent");
+  found.push(d.kind === "snp" ? "/dev/sev-guest: present" : d.kind === "tdx" ? "/dev/tdx_guest: present" : "/dev/sev-guest, /dev/tdx_guest: absent");
+  const want = (p: ProviderPin) => pin === "auto" || pin === p;
+  if (d.kind !== "none" && (want("configfs-tsm") || want("sev-guest"))) {
+    if (tsm && want("configfs-tsm")) return { provider: tsmProvider({ ...env, tsm: t }, d.kind), found, why: `${d.kind.toUpperCase()} guest with configfs-tsm` };
+    if (d.kind === "snp" && want("sev-guest")) return { provider: snpIoctlProvider(env), found, why: "SNP guest: the /dev/sev-guest ioctl (no configfs-tsm)" };
+    if (d.kind === "tdx" && pin === "auto") return { found, why: "TDX guest without configfs-tsm: a TDX quote needs /sys/kernel/config/tsm/report (Linux 6.7 or later, configfs mounted)" };
   }
-  if (!env.allowSimulated) {
-    throw new CvmError("TEE", "no TEE found (no /dev/sev-guest, /dev/tdx_guest or configfs-tsm), and the config does not allow the simulated TEE");
+  if (want("vtpm") && (pin === "vtpm" || d.kind === "none")) {
+    const tee = await vtpmKind(env, found);
+    if (tee) return { provider: vtpmProvider(env, tee), found, why: `no TEE device: the paravisor's vTPM holds an HCL report (${tee})` };
   }
-  env.log.warn("no TEE found: using the SIMULATED TEE because the config allows it (tee.allow_simulated) — for development only");
-  return simulatedProvider;
+  if (pin !== "auto" && pin !== "simulated") return { found, why: `tee.provider pins ${pin}, which this guest does not have` };
+  if (!env.allowSimulated) return { found, why: "no TEE found (no /dev/sev-guest, /dev/tdx_guest, configfs-tsm or vTPM HCL report), and the config does not allow the simulated TEE" };
+  return { provider: simulatedProvider, found, why: "no TEE found: the SIMULATED TEE, because the config allows it (tee.allow_simulated) — for development only" };
+}
+
+/** The provider for this guest, or a TEE error saying why there is none. */
+export async function chooseProvider(env: ProviderEnv & { allowSimulated: boolean; pin?: ProviderPin }): Promise<EvidenceProvider> {
+  const c = await detectProvider(env);
+  if (!c.provider) throw new CvmError("TEE", c.why, { found: c.found.join("; ") });
+  if (c.provider === simulatedProvider) env.log.warn(c.why);
+  else env.log.info(`evidence through ${c.provider.name}: ${c.why}`);
+  return c.provider;
 }

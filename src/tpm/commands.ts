@@ -9,10 +9,13 @@ export const CC = {
   Startup: 0x144, GetCapability: 0x17a, GetRandom: 0x17b, PCR_Read: 0x17e, PCR_Extend: 0x182, FlushContext: 0x165,
   CreatePrimary: 0x131, Create: 0x153, Load: 0x157, Import: 0x156, Unseal: 0x15e, StartAuthSession: 0x176,
   PolicyPCR: 0x17f, PolicyAuthValue: 0x16b, PolicyGetDigest: 0x189, ReadPublic: 0x173,
+  NV_DefineSpace: 0x12a, NV_UndefineSpace: 0x122, NV_Write: 0x137, NV_Read: 0x14e, NV_ReadPublic: 0x169, Quote: 0x158,
 } as const;
 export const ST = { NO_SESSIONS: 0x8001, SESSIONS: 0x8002 } as const;
 export const RH = { OWNER: 0x40000001, NULL: 0x40000007, PW: 0x40000009 } as const;
 export const CAP = { HANDLES: 1, PCRS: 5, TPM_PROPERTIES: 6 } as const;
+/** Fixed TPM properties (PT_FIXED + n) this client reads. */
+export const PT = { NV_INDEX_MAX: 0x117, NV_BUFFER_MAX: 0x12c } as const;
 // No prototype: a bank name from an untrusted token ("constructor", "toString") must look up nothing.
 export const BANKS: Record<string, number> = Object.assign(Object.create(null) as Record<string, number>, { sha1: 0x0004, sha256: 0x000b, sha384: 0x000c, sha512: 0x000d });
 /** A token's tpm2-pcr-bank as a known bank name, or undefined; `missing` is used when the field is absent. */
@@ -121,6 +124,19 @@ export class Tpm {
 
   async flush(handle: number): Promise<void> {
     await this.call("FlushContext", [], new Writer().u32(handle).bytes());
+  }
+
+  /** One fixed TPM property (TPM_PT_…), or undefined when the TPM does not report it. */
+  async property(pt: number): Promise<number | undefined> {
+    const r = await this.call("GetCapability", [], new Writer().u32(CAP.TPM_PROPERTIES).u32(pt).u32(1).bytes());
+    r.u8(); // moreData
+    if (r.u32() !== CAP.TPM_PROPERTIES) throw new CvmError("TPM", "GetCapability(TPM_PROPERTIES): wrong capability in the answer");
+    const n = r.u32();
+    for (let i = 0; i < n; i++) {
+      const p = TYPES.TPMS_TAGGED_PROPERTY.dec(r);
+      if (p.property === pt) return p.value;
+    }
+    return undefined;
   }
 
   /** Loaded transient objects and sessions (swtpm has no resource manager: tests clean up with these). */

@@ -155,7 +155,7 @@ export function union<T extends { [k: string]: unknown }>(selector: Codec<number
 
 const empty: Codec<Record<string, unknown>> = { enc: () => {}, dec: () => ({}) };
 
-export const ALG = { RSA: 0x0001, SHA1: 0x0004, HMAC: 0x0005, AES: 0x0006, KEYEDHASH: 0x0008, SHA256: 0x000b, SHA384: 0x000c, SHA512: 0x000d, NULL: 0x0010, ECC: 0x0023, SYMCIPHER: 0x0025, CFB: 0x0043 } as const;
+export const ALG = { RSA: 0x0001, SHA1: 0x0004, HMAC: 0x0005, AES: 0x0006, KEYEDHASH: 0x0008, SHA256: 0x000b, SHA384: 0x000c, SHA512: 0x000d, NULL: 0x0010, RSASSA: 0x0014, RSAPSS: 0x0016, ECDSA: 0x0018, ECC: 0x0023, SYMCIPHER: 0x0025, CFB: 0x0043 } as const;
 export const ECC_NIST_P256 = 0x0003;
 
 /** TPMT_SYM_DEF(_OBJECT): algorithm, then keyBits and mode unless NULL. */
@@ -164,8 +164,23 @@ export const symDef = union<{ algorithm: number; keyBits?: number; mode?: number
   [ALG.AES]: struct({ keyBits: u16, mode: u16 }) as Codec<Record<string, unknown>>,
 });
 
-/** TPMT_KEYEDHASH_SCHEME / TPMT_RSA_SCHEME / TPMT_ECC_SCHEME / TPMT_KDF_SCHEME: only NULL is used here. */
-const nullScheme = union<{ scheme: number }>(u16, "scheme", { [ALG.NULL]: empty });
+/** TPMT_KEYEDHASH_SCHEME / TPMT_RSA_SCHEME / TPMT_ECC_SCHEME / TPMT_KDF_SCHEME / TPMT_SIG_SCHEME: NULL, or a
+ *  signing scheme with its hash (an attestation key's public area names one). */
+const hashOnly = struct({ hashAlg: u16 }) as Codec<Record<string, unknown>>;
+const scheme = union<{ scheme: number; hashAlg?: number }>(u16, "scheme", { [ALG.NULL]: empty, [ALG.RSASSA]: hashOnly, [ALG.RSAPSS]: hashOnly, [ALG.ECDSA]: hashOnly });
+
+/** TPMT_SIGNATURE: RSASSA/RSAPSS carry one TPM2B, ECDSA the point's r and s. */
+export type TpmtSignature = { sigAlg: number; hash: number; sig?: Uint8Array; r?: Uint8Array; s?: Uint8Array };
+const rsaSig = struct({ hash: u16, sig: tpm2b }) as Codec<Record<string, unknown>>;
+export const tpmtSignature = union<TpmtSignature>(u16, "sigAlg", {
+  [ALG.RSASSA]: rsaSig,
+  [ALG.RSAPSS]: rsaSig,
+  [ALG.ECDSA]: struct({ hash: u16, r: tpm2b, s: tpm2b }) as Codec<Record<string, unknown>>,
+});
+
+/** TPMS_NV_PUBLIC: an NV index's handle, name algorithm, attributes, policy and size. */
+export type NvPublic = { nvIndex: number; nameAlg: number; attributes: number; authPolicy: Uint8Array; dataSize: number };
+export const nvPublic: Codec<NvPublic> = struct({ nvIndex: u32, nameAlg: u16, attributes: u32, authPolicy: tpm2b, dataSize: u16 });
 
 export type TpmtPublic = {
   type: number;
@@ -177,10 +192,10 @@ export type TpmtPublic = {
 
 /** TPMT_PUBLIC: the parameters and unique fields depend on `type`. */
 export const tpmtPublic: Codec<TpmtPublic> = union<TpmtPublic>(u16, "type", {
-  [ALG.KEYEDHASH]: struct({ nameAlg: u16, objectAttributes: u32, authPolicy: tpm2b, scheme: nullScheme, unique: tpm2b }) as Codec<Record<string, unknown>>,
+  [ALG.KEYEDHASH]: struct({ nameAlg: u16, objectAttributes: u32, authPolicy: tpm2b, scheme, unique: tpm2b }) as Codec<Record<string, unknown>>,
   [ALG.SYMCIPHER]: struct({ nameAlg: u16, objectAttributes: u32, authPolicy: tpm2b, sym: symDef, unique: tpm2b }) as Codec<Record<string, unknown>>,
-  [ALG.RSA]: struct({ nameAlg: u16, objectAttributes: u32, authPolicy: tpm2b, sym: symDef, scheme: nullScheme, keyBits: u16, exponent: u32, unique: tpm2b }) as Codec<Record<string, unknown>>,
-  [ALG.ECC]: struct({ nameAlg: u16, objectAttributes: u32, authPolicy: tpm2b, sym: symDef, scheme: nullScheme, curveID: u16, kdf: nullScheme, x: tpm2b, y: tpm2b }) as Codec<Record<string, unknown>>,
+  [ALG.RSA]: struct({ nameAlg: u16, objectAttributes: u32, authPolicy: tpm2b, sym: symDef, scheme, keyBits: u16, exponent: u32, unique: tpm2b }) as Codec<Record<string, unknown>>,
+  [ALG.ECC]: struct({ nameAlg: u16, objectAttributes: u32, authPolicy: tpm2b, sym: symDef, scheme, curveID: u16, kdf: scheme, x: tpm2b, y: tpm2b }) as Codec<Record<string, unknown>>,
 });
 
 /** u64 as a bigint (clocks, firmware versions). */
@@ -206,6 +221,9 @@ export const TYPES = {
   TPMS_ATTEST_HEADER: struct({ magic: u32, type: u16, qualifiedSigner: tpm2b, extraData: tpm2b, clockInfo: struct({ clock: u64, resetCount: u32, restartCount: u32, safe: u8 }), firmwareVersion: u64 }),
   /** TPMS_QUOTE_INFO, the attested part of a TPM2_Quote. */
   TPMS_QUOTE_INFO: struct({ pcrSelect: list(pcrSelection, 16), pcrDigest: tpm2b }),
+  TPMT_SIGNATURE: tpmtSignature,
+  TPMT_SIG_SCHEME: scheme,
+  TPM2B_NV_PUBLIC: tpm2bOf(nvPublic),
 } as const;
 
 export function encode<T>(c: Codec<T>, v: T): Uint8Array {

@@ -10,7 +10,7 @@ import { Logger, memorySink } from "../../src/log/logger.js";
 import { FakeNative } from "../../src/native/fake.js";
 import { ERRNO, NativeError } from "../../src/native/types.js";
 import { encode, parse } from "../../src/tee/layout.js";
-import { chooseProvider, snpIoctlProvider, tsmProvider } from "../../src/tee/providers.js";
+import { chooseProvider, detectProvider, snpIoctlProvider, tsmProvider } from "../../src/tee/providers.js";
 import { snpReportFromJson } from "../../src/tee/snp/evidence.js";
 import { resetSpacing, snpExtReport } from "../../src/tee/snp/ioctl.js";
 import { encodeCertTable, guidOf } from "../../src/tee/snp/layout.js";
@@ -222,13 +222,25 @@ describe("provider choice", () => {
     return root;
   };
   const env = (root: string, allowSimulated = false) => ({ native: async () => new FakeNative(), log: log(), vmpl: 0, root, allowSimulated });
-  it("configfs-tsm first, then the SNP ioctl; simulated only when allowed", () => {
-    expect(chooseProvider(env(tree(["dev/sev-guest", "sys/kernel/config/tsm/report/"]))).name).toBe("SNP via configfs-tsm");
-    expect(chooseProvider(env(tree(["dev/sev-guest"]))).name).toBe("SNP via /dev/sev-guest");
-    expect(chooseProvider(env(tree(["dev/tdx_guest", "sys/kernel/config/tsm/report/"]))).name).toBe("TDX via configfs-tsm");
-    expect(() => chooseProvider(env(tree(["dev/tdx_guest"])))).toThrow(/TDX guest without configfs-tsm/);
-    expect(() => chooseProvider(env(tree([])))).toThrow(/no TEE found.*does not allow the simulated TEE/);
-    expect(chooseProvider(env(tree([]), true)).tee).toBe("sample");
+  it("configfs-tsm first, then the SNP ioctl; simulated only when allowed", async () => {
+    expect((await chooseProvider(env(tree(["dev/sev-guest", "sys/kernel/config/tsm/report/"])))).name).toBe("SNP via configfs-tsm");
+    expect((await chooseProvider(env(tree(["dev/sev-guest"])))).name).toBe("SNP via /dev/sev-guest");
+    expect((await chooseProvider(env(tree(["dev/tdx_guest", "sys/kernel/config/tsm/report/"])))).name).toBe("TDX via configfs-tsm");
+    await expect(chooseProvider(env(tree(["dev/tdx_guest"])))).rejects.toThrow(/TDX guest without configfs-tsm/);
+    await expect(chooseProvider(env(tree([])))).rejects.toThrow(/no TEE found.*does not allow the simulated TEE/);
+    expect((await chooseProvider(env(tree([]), true))).tee).toBe("sample");
+  });
+
+  it("tee.provider pins one: the pinned interface or a TEE error naming it, never another", async () => {
+    const both = tree(["dev/sev-guest", "sys/kernel/config/tsm/report/"]);
+    expect((await chooseProvider({ ...env(both), pin: "sev-guest" })).name).toBe("SNP via /dev/sev-guest");
+    expect((await chooseProvider({ ...env(both), pin: "configfs-tsm" })).name).toBe("SNP via configfs-tsm");
+    await expect(chooseProvider({ ...env(tree(["dev/sev-guest"])), pin: "configfs-tsm" })).rejects.toMatchObject({ code: "TEE", message: expect.stringMatching(/pins configfs-tsm/) });
+    // No TPM at all: the vTPM pin fails, and says what was looked at.
+    const c = await detectProvider({ ...env(tree([]), true), pin: "vtpm", tpm: async () => undefined });
+    expect(c.provider).toBeUndefined();
+    expect(c.found).toContain("vTPM: no TPM device");
+    expect((await chooseProvider({ ...env(tree([]), true), pin: "simulated" })).tee).toBe("sample");
   });
 });
 

@@ -18,13 +18,16 @@ commands:
   serve --state DIR [flags]            serve the KBS API
       --listen HOST:PORT               default 127.0.0.1:8080 (port 0 = any free port)
       --insecure-http                  plain http instead of TLS with DIR's certificate
-      --dev                            accept the simulated TEE (sample) and release without a policy;
-                                       otherwise a release needs --policy pinning the boot chain (SNP: the
-                                       launch digest; TDX: MRTD and RTMR 1, 2)
-      --allow-tee T,...                TEEs whose evidence may get resources (default snp,tdx; --dev adds sample)
+      --dev                            accept the simulated TEE (sample), release without a policy, and take
+                                       a paravisor's hardware report unsigned (vTPM evidence; no Azure VM
+                                       here); otherwise a release needs --policy pinning the boot chain
+                                       (SNP: the launch digest; TDX: MRTD and RTMR 1, 2; vTPM: PCR 4, 7, 11)
+      --allow-tee T,...                TEEs whose evidence may get resources (default
+                                       snp,tdx,az-snp-vtpm,az-tdx-vtpm; --dev adds sample)
       --deny-all                       refuse every release (PolicyDeny)
       --policy FILE                    JSON: {"snp":{"measurements":[hex],"min_tcb":{…},"allow_debug":false},
-                                              "tdx":{"mr_td":[hex],"rtmrs":{"1":[hex],"2":[hex]},"allow_debug":false}}
+                                              "tdx":{"mr_td":[hex],"rtmrs":{"1":[hex],"2":[hex]},"allow_debug":false},
+                                              "vtpm":{"pcrs":{"4":[hex],"7":[hex],"11":[hex]}}}
       --admin-insecure                 allow unauthenticated resource POST/DELETE over HTTP
       --ready-file FILE                write the URL to FILE once listening
 `;
@@ -68,7 +71,7 @@ async function main(argv: string[]): Promise<void> {
   if (cmd === "serve") {
     const [host, port] = (flag(rest, "listen") ?? "127.0.0.1:8080").split(/:(?=\d+$)/);
     const dev = has(rest, "dev");
-    const allowTees = (flag(rest, "allow-tee") ?? "snp,tdx").split(",").concat(dev ? ["sample"] : []);
+    const allowTees = (flag(rest, "allow-tee") ?? "snp,tdx,az-snp-vtpm,az-tdx-vtpm").split(",").concat(dev ? ["sample"] : []);
     const tls = has(rest, "insecure-http") ? undefined : { cert: readFileSync(join(state, "server.pem"), "utf8"), key: readFileSync(join(state, "server.key"), "utf8") };
     const b = await startBroker(
       { store, policy: { allowTees, denyAll: has(rest, "deny-all"), tee: flag(rest, "policy") ? JSON.parse(readFileSync(flag(rest, "policy")!, "utf8")) : {} }, dev, tls, adminInsecure: has(rest, "admin-insecure"), log: (l) => console.error(`dev-broker: ${l}`) },

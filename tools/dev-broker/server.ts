@@ -172,7 +172,7 @@ export function createBroker(opts: BrokerOptions): Server & { stats: RunningBrok
     const digest = createHash(s.tee === "se" ? "sha512" : "sha384")
       .update(jcs({ "tee-pubkey": rd["tee-pubkey"], nonce: s.nonce, "additional-evidence": ev.additional_evidence }))
       .digest();
-    const verdict = await verifyEvidence(s.tee, ev.primary_evidence, new Uint8Array(digest), opts.policy.tee ?? {});
+    const verdict = await verifyEvidence(s.tee, ev.primary_evidence, new Uint8Array(digest), opts.policy.tee ?? {}, new Date(), { dev: opts.dev });
     if (!verdict.ok) {
       log(`attest: ${s.tee} evidence refused: ${verdict.reasons.join("; ")}`);
       return undefined;

@@ -10,6 +10,8 @@ import { LayoutError } from "../layout.js";
 export const HCL_SNP = 2;
 export const HCL_TDX = 4;
 const HW_SLOT = 0x20, IGVM = 0x4c0, VAR = 0x4d4;
+/** The header, the hardware report's slot and the IGVM request data: what every HCL report holds before its variable data. */
+export const HCL_FIXED_SIZE = VAR;
 
 export interface RsaJwk {
   kty: "RSA";
@@ -52,4 +54,14 @@ export function parseHclReport(b: Uint8Array): HclReport {
   if (!ak || ak.kty !== "RSA" || typeof ak.n !== "string" || typeof ak.e !== "string") throw bad("no RSA HCLAkPub key in the variable data");
   const hardware = b.slice(HW_SLOT, HW_SLOT + (reportType === HCL_SNP ? 1184 : 1024));
   return { reportType, hardware, varData, json, akPub: { kty: "RSA", n: ak.n, e: ak.e, kid: "HCLAkPub" }, userData: typeof json["user-data"] === "string" ? (json["user-data"] as string) : undefined };
+}
+
+/** RSASSA-PKCS1-v1.5 SHA-256 of the quote under the HCL report's AK (what every verifier checks first). */
+export async function akSigned(hcl: HclReport, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
+  try {
+    const key = await crypto.subtle.importKey("jwk", { kty: "RSA", n: hcl.akPub.n, e: hcl.akPub.e, alg: "RS256", ext: true }, { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, false, ["verify"]);
+    return await crypto.subtle.verify("RSASSA-PKCS1-v1_5", key, new Uint8Array(signature), new Uint8Array(message));
+  } catch {
+    return false;
+  }
 }
