@@ -144,7 +144,7 @@ export const debugVerify: Runner = async (ctx) => {
         const e = parseAzVtpm(k.json, k.kind);
         const expectedReportData = typeof ctx.flags.nonce === "string" ? parseHex(ctx.flags.nonce, "--nonce", 64) : undefined;
         const res = await verifyAzVtpm(e, k.kind, now, { expectedReportData, crls });
-        fields = { version: Number(e.version), pcrs: e.tpm_quote.pcrs.length, ...(res.snp ? { product: res.snp.product, signer: res.snp.signer } : {}), ...(res.tdQuote ? describeQuote(res.tdQuote) : {}) };
+        fields = { version: Number(e.version), pcrs: e.tpm_quote.pcrs.length, ...(res.snp ? { product: res.snp.product, signer: res.snp.signer } : {}), ...(res.tdQuote ? { td_quote: describeQuote(res.tdQuote) } : {}) };
         v = res.v;
         break;
       }

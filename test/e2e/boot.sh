@@ -45,6 +45,10 @@
 #   boot 15 the vTPM image booted without its vTPM (after boot 8): no TPM, so the broker unlocks (OVMF)
 #   boot 14 the production config (tee.allow_simulated false) on this TEE-less VM: fails closed, powers off,
 #           the record says there is no TEE
+#   boot 17 an Azure-like guest (#14): no TEE device, only a vTPM whose NV holds an HCL report and whose AK is at
+#           0x81000003 (swtpm behind the fake paravisor); the production config (no simulated TEE) finds the vTPM
+#           provider, takes the VCEK from a fake metadata service on the host, quotes the PCRs, and the dev broker
+#           (dev mode: the paravisor's report is not hardware-signed here) releases: root mounted (SeaBIOS)
 # And two checks that are not boots: 11, the initramfs built for Debian's generic kernel (a real guest's)
 # carries the TEE guest modules (sev-guest; tdx-guest and tsm where the kernel has them) and Azure's disk and
 # network drivers (hv_vmbus, hv_storvsc, hv_netvsc, mana, nvme); 12, the .deb
@@ -458,6 +462,31 @@ if want 14; then
     [ -z "$why" ] && ! grep -qE 'reboot: Power down|Powering off' "$S/serial-14.log" && why="the VM did not power itself off"
     if [ -z "$why" ]; then result "boot 14 (SeaBIOS, production config: no TEE → fails closed)" PASS "powered off, record: no TEE; ${BOOT_SECS} s"
     else result "boot 14 (SeaBIOS, production config: no TEE → fails closed)" FAIL "$why"; tail -n 40 "$S/serial-14.log" | sed 's/^/    | /' >&2; fi
+fi
+
+if want 17; then
+    # The Azure-like guest: production config (tee.allow_simulated false, tee.provider auto), the metadata
+    # service on the host as the guest sees it (10.0.2.2), the broker accepting az-snp-vtpm evidence.
+    AZDIR="$S/conf-az"
+    mkdir -p "$AZDIR" && cp "$CONFDIR/ca.pem" "$AZDIR/"
+    IMDS_PORT=$(free_port)
+    node -e 'const c=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); c.tee={imds_url:process.argv[3]}; require("fs").writeFileSync(process.argv[2], JSON.stringify(c))' "$CONFDIR/config.json" "$AZDIR/config.json" "http://10.0.2.2:$IMDS_PORT"
+    t=$(now)
+    prepare_azure_vtpm "$S/vtpm-az" "$S/az"
+    CONFDIR=$AZDIR build_image "$S/initrd-az.img"
+    log "Azure-like vTPM and its image ready in $(since "$t") s"
+    env -i PATH="$PATH" CVM_UNLOCK_SHARED="${CVM_UNLOCK_SHARED:-$ROOT/../shared}" "$BUN" "$ROOT/test/helpers/fake-imds.ts" --listen "127.0.0.1:$IMDS_PORT" >>"$S/imds.log" 2>&1 &
+    IMDS_PID=$!; PIDS+=("$IMDS_PID")
+    BROKER_TEES=az-snp-vtpm start_broker
+    start_azure_vtpm "$S/vtpm-az" "$S/az/template.json"
+    run_qemu seabios "$S/serial-17.log" -kernel "$VMLINUZ" -initrd "$S/initrd-az.img" -append "$CMDLINE"
+    stop_azure_vtpm
+    stop_broker
+    kill "$IMDS_PID" 2>/dev/null || true; wait "$IMDS_PID" 2>/dev/null || true
+    grep -qa 'evidence through SNP through the paravisor.s vTPM' "$S/serial-17.log" || EXTRA_WHY="the agent did not choose the vTPM provider"
+    [ -z "${EXTRA_WHY:-}" ] && ! grep -q 'POST /kbs/v0/attest 200' "$S/broker.log" && EXTRA_WHY="the broker accepted no attestation"
+    [ -z "${EXTRA_WHY:-}" ] && ! grep -q 'GET /metadata/THIM/amd/certification 200' "$S/imds.log" && EXTRA_WHY="the guest never took its VCEK from the metadata service"
+    verdict "boot 17 (SeaBIOS, an Azure-like guest with only a vTPM: HCL report + TPM2_Quote evidence, the broker releases)" "$S/serial-17.log" unlock
 fi
 
 if want 12; then

@@ -99,7 +99,7 @@ pcr_from_serial() {
 # in the background (env execs bun), so $! is the broker itself and kill reaches it.
 BROKER_PID=""
 start_broker() {
-    env -i PATH="$PATH" "$BUN" "$ROOT/tools/dev-broker/main.ts" serve --state "$S/broker" --dev --allow-tee sample --listen "127.0.0.1:$PORT" "$@" >>"$S/broker.log" 2>&1 &
+    env -i PATH="$PATH" "$BUN" "$ROOT/tools/dev-broker/main.ts" serve --state "$S/broker" --dev --allow-tee "${BROKER_TEES:-sample}" --listen "127.0.0.1:$PORT" "$@" >>"$S/broker.log" 2>&1 &
     BROKER_PID=$!; PIDS+=("$BROKER_PID")
     for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0; sleep 0.1; done
     log "broker did not come up"; return 1
@@ -211,6 +211,36 @@ start_vtpm() {
     for _ in $(seq 50); do [ -S "$TPM_SOCK" ] && return 0; sleep 0.1; done
     log "swtpm did not start"; return 1
 }
+# An Azure-like vTPM for one boot (#14): swtpm on that state behind the fake paravisor (its chardev mode), which
+# refreshes the HCL report in NV 0x01400001 when the guest writes its report data. Sets TPM_SOCK for run_qemu.
+# $1 the state (prepared by prepare_azure_vtpm), $2 the paravisor's template.
+start_azure_vtpm() {
+    local state=$1
+    rm -f "$state.sock" "$state.swtpm.sock"
+    swtpm socket --tpm2 --tpmstate dir="$state" --ctrl type=unixio,path="$state.swtpm.sock" --log file="$state.log",level=1 --terminate &
+    VTPM_PID=$!; PIDS+=("$VTPM_PID")
+    for _ in $(seq 50); do [ -S "$state.swtpm.sock" ] && break; sleep 0.1; done
+    python3 "$ROOT/test/helpers/fake-paravisor.py" chardev --listen "$state.sock" --swtpm-ctrl "$state.swtpm.sock" --template "$2" >"$state.paravisor.log" 2>&1 &
+    PARAVISOR_PID=$!; PIDS+=("$PARAVISOR_PID")
+    for _ in $(seq 50); do [ -S "$state.sock" ] && { TPM_SOCK="$state.sock"; return 0; }; sleep 0.1; done
+    log "the fake paravisor did not start"; return 1
+}
+stop_azure_vtpm() {
+    [ -n "${PARAVISOR_PID:-}" ] && { kill "$PARAVISOR_PID" 2>/dev/null || true; wait "$PARAVISOR_PID" 2>/dev/null || true; }
+    PARAVISOR_PID=""
+    stop_vtpm
+}
+
+# The vTPM state of an Azure-like guest: swtpm_setup, then (on 127.0.0.1) an AK at 0x81000003 made by
+# tpm2-tools and the HCL report in NV 0x01400001 (test/helpers/azure-vtpm.ts); the template lands in $2.
+prepare_azure_vtpm() {
+    local state=$1 out=$2
+    make_vtpm_state "$state" || return 1
+    mkdir -p "$out"
+    az_prepare() { env -i PATH="$PATH" CVM_UNLOCK_SHARED="${CVM_UNLOCK_SHARED:-$ROOT/../shared}" "$BUN" "$ROOT/test/helpers/azure-vtpm.ts" prepare --swtpm-port "${SWTPM_SPEC##*port=}" --out "$out" >"$out/prepare.log" 2>&1; }
+    with_vtpm_tcp "$state" az_prepare || { cat "$out/prepare.log" >&2; log "preparing the Azure-like vTPM failed"; return 1; }
+}
+
 stop_vtpm() {
     [ -n "${VTPM_PID:-}" ] && { kill "$VTPM_PID" 2>/dev/null || true; wait "$VTPM_PID" 2>/dev/null || true; }
     VTPM_PID=""; TPM_SOCK=""

@@ -33,10 +33,18 @@ import { ROOT } from "../helpers/bin.js";
 import { rewriteLuksJson } from "../helpers/luks-tamper.js";
 import { parseHclReport } from "../../src/tee/azure/hcl.js";
 import { parseQuoteAttest } from "../../src/tpm/attest.js";
+import { b64urlLoose, hexBytes, parseAzVtpm } from "../../src/tee/azure/evidence.js";
+import { parseTdQuoteAnswer, parseVcekAnswer } from "../../src/tee/azure/imds.js";
+import { encode, Reader, tpm2b } from "../../src/tpm/marshal.js";
 
 const azure = vjson("azure/az-snp-vtpm-01.evidence.json");
 const hcl = new Uint8Array(Buffer.from(azure.hcl_report.replace(/=+$/, ""), "base64url"));
 const attest = Uint8Array.from(Buffer.from(azure.tpm_quote.message, "hex"));
+const azTdx = JSON.parse(readFileSync(join(ROOT, "test/vectors/trustee-az-tdx-vtpm/evidence-v1.json"), "utf8"));
+/** A TPM2_Quote answer's parameters: TPM2B_ATTEST, then TPMT_SIGNATURE (RSASSA, SHA-256, 256 bytes). */
+const quoteAnswer = Uint8Array.from([...encode(tpm2b, attest), ...encode(TYPES.TPMT_SIGNATURE, { sigAlg: 0x14, hash: 0x0b, sig: Uint8Array.from(Buffer.from(azure.tpm_quote.signature, "hex")) })]);
+const nvPublicAnswer = encode(TYPES.TPM2B_NV_PUBLIC, { nvIndex: 0x01400001, nameAlg: 0x0b, attributes: 0x02060006, authPolicy: new Uint8Array(0), dataSize: 2600 });
+const vcekPem = `-----BEGIN CERTIFICATE-----\n${Buffer.from(azure.vcek.replace(/=+$/, ""), "base64url").toString("base64")}\n-----END CERTIFICATE-----\n`;
 const fuzzConfig = parseConfig({ deadline_s: 60, volumes: [{ name: "root", device: "/dev/vda2" }] }, "fuzz");
 
 const typed = (allowed: (new (...a: any[]) => Error)[]) => (fn: () => unknown) => {
@@ -132,6 +140,46 @@ const LATER: { name: string; share: number; prop: fc.IProperty<any> }[] = [
   { name: "dm-crypt table line", share: 0.03, prop: fc.property(fc.oneof(fc.string(), fc.constantFrom("0 98304 crypt aes-xts-plain64 :64:logon:cryptsetup:x-d0 0 254:0 32768").chain((l) => fc.string().map((t) => l + t))), (t) => cvmOnly(() => parseCryptTable("m", "CRYPT-LUKS2-x-m", t))) },
   { name: "Azure HCL report", share: 0.03, prop: fc.property(mutated(hcl, hcl.length + 64), (b) => cvmOnly(() => parseHclReport(b))) },
   { name: "TPMS_ATTEST quote", share: 0.03, prop: fc.property(mutated(attest), (b) => cvmOnly(() => parseQuoteAttest(b))) },
+  {
+    name: "TPM2_Quote answer (TPM2B_ATTEST, TPMT_SIGNATURE)",
+    share: 0.02,
+    prop: fc.property(mutated(quoteAnswer), (b) =>
+      cvmOnly(() => {
+        const r = new Reader(b);
+        parseQuoteAttest(tpm2b.dec(r));
+        TYPES.TPMT_SIGNATURE.dec(r);
+      }),
+    ),
+  },
+  { name: "TPM2B_NV_PUBLIC (NV_ReadPublic)", share: 0.02, prop: fc.property(mutated(nvPublicAnswer), (b) => cvmOnly(() => decode(TYPES.TPM2B_NV_PUBLIC, b))) },
+  {
+    name: "Azure vTPM evidence JSON (az-snp-vtpm, az-tdx-vtpm)",
+    share: 0.03,
+    prop: fc.property(
+      fc.oneof(fc.jsonValue(), fc.constantFrom(["az-snp-vtpm", azure], ["az-tdx-vtpm", azTdx]).chain(([, e]) => fc.constantFrom("version", "tpm_quote", "hcl_report", "vcek", "td_quote").chain((k) => fc.jsonValue().map((v) => ({ ...e, [k]: v }))))),
+      fc.constantFrom("az-snp-vtpm" as const, "az-tdx-vtpm" as const),
+      (j, tee) =>
+        cvmOnly(() => {
+          const e = parseAzVtpm(j, tee);
+          e.tpm_quote.pcrs.forEach((p) => hexBytes(p, tee, "pcr"));
+          parseQuoteAttest(hexBytes(e.tpm_quote.message, tee, "message"));
+          parseHclReport(b64urlLoose(e.hcl_report, tee, "hcl_report"));
+        }),
+    ),
+  },
+  {
+    name: "instance metadata service answers (VCEK, TD quote)",
+    share: 0.02,
+    prop: fc.property(fc.oneof(fc.jsonValue(), fc.record({ vcekCert: fc.oneof(fc.string(), fc.constant(vcekPem).chain((p) => fc.nat(p.length).map((n) => p.slice(0, n)))), certificateChain: fc.string() }), fc.record({ quote: fc.string() })), (j) =>
+      cvmOnly(() => {
+        try {
+          parseVcekAnswer(j);
+        } finally {
+          parseTdQuoteAnswer(j);
+        }
+      }),
+    ),
+  },
   { name: "kernel command line (escapes, rd.cvm_unlock.*)", share: 0.03, prop: fc.property(fc.string(), (t) => cvmOnly(() => (shellEscapes(t), applyCmdline(fuzzConfig, t)))) },
   {
     name: "LUKS2 header: hostile JSON under a valid checksum → model and cipher check",

@@ -44,6 +44,28 @@ export function runBin(args: string[], opts: RunOpts = {}): SpawnSyncReturns<str
   return Object.assign(r, { json });
 }
 
+/** runBin without blocking the test process (it may be serving the agent: a broker, a metadata service). */
+export function runBinAsync(args: string[], opts: RunOpts = {}): Promise<{ status: number | null; stdout: string; stderr: string; json?: any }> {
+  return new Promise((resolve) => {
+    const child = spawn(opts.bin ?? BIN, args, { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", ...opts.env } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    const t = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 30_000);
+    child.on("close", (status) => {
+      clearTimeout(t);
+      let json: any;
+      try {
+        json = args.includes("--json") ? JSON.parse(stdout.trim().split("\n").pop() ?? "") : undefined;
+      } catch {
+        json = undefined;
+      }
+      resolve({ status, stdout, stderr, json });
+    });
+  });
+}
+
 export function tempDir(prefix = "cvmu-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }

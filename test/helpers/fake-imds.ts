@@ -14,6 +14,8 @@ export interface ImdsAnswers {
   tdQuote?: Uint8Array;
   /** Answer the first N requests with HTTP 503 (a service still starting). */
   failFirst?: number;
+  /** One line per request and its status. */
+  log?: (line: string) => void;
 }
 
 export interface FakeImds {
@@ -37,6 +39,7 @@ export async function startFakeImds(answers: ImdsAnswers, host = "127.0.0.1", po
     req.on("end", () => {
       requests.push(`${req.method} ${req.url}`);
       const send = (status: number, json?: unknown) => {
+        answers.log?.(`${req.method} ${req.url} ${status}`);
         res.writeHead(status, { "content-type": "application/json" });
         res.end(json === undefined ? "" : JSON.stringify(json));
       };
@@ -76,7 +79,7 @@ if (import.meta.main) {
   const args = process.argv.slice(2);
   const listen = args[args.indexOf("--listen") + 1] ?? "127.0.0.1:0";
   const [host, port] = listen.split(/:(?=\d+$)/);
-  const imds = await startFakeImds(sampleCollateral(), host, Number(port));
+  const imds = await startFakeImds({ ...sampleCollateral(), log: (l) => console.error(`fake-imds: ${l}`) }, host, Number(port));
   console.error(`fake-imds: listening on ${imds.url} (VCEK of ${AZ_VECTOR})`);
   const stop = () => void imds.close().then(() => process.exit(0));
   process.on("SIGTERM", stop);

@@ -25,7 +25,7 @@ import { issueServerCert, makeCa, type TestPki } from "../../tools/dev-broker/ca
 import { startBroker, type RunningBroker } from "../../tools/dev-broker/server.js";
 import { memoryStore } from "../../tools/dev-broker/store.js";
 import { initHclReport, makeAk, sampleSnpReport, startParavisor, writeTemplate, type Paravisor } from "../helpers/azure-vtpm.js";
-import { BIN, ROOT, requireBin, runInSessionAsync, tempDir } from "../helpers/bin.js";
+import { BIN, ROOT, requireBin, runBin, runBinAsync, runInSessionAsync, tempDir } from "../helpers/bin.js";
 import { sampleCollateral, startFakeImds, type FakeImds } from "../helpers/fake-imds.js";
 import { makeLuksImage } from "../helpers/luks.js";
 import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
@@ -114,6 +114,27 @@ describe("vTPM-quote evidence on swtpm (az-snp-vtpm)", () => {
     } finally {
       t.transport.close();
     }
+  }, 60_000);
+
+  it("an admin's view: debug detect names the vTPM and why; debug evidence writes evidence that debug verify checks", async () => {
+    const d = runBin(["debug", "detect", "--tpm-device", good.pv.spec, "--json"]);
+    expect(d.status, d.stderr).toBe(0);
+    expect(d.json).toMatchObject({ tee: "az-snp-vtpm", why: expect.stringMatching(/no TEE device: the paravisor's vTPM holds an HCL report/) });
+    expect(d.json.found).toEqual(expect.arrayContaining(["configfs-tsm: absent", "vTPM: an HCL report (az-snp-vtpm, 2048 bytes) in NV index 0x01400001"]));
+    const cfgDir = tempDir("dbg-");
+    writeFileSync(join(cfgDir, "config.json"), JSON.stringify({ tee: { imds_url: imds.url } }));
+    const nonce = "ab".repeat(48);
+    const e = await runBinAsync(["debug", "evidence", "--nonce", nonce, "--tpm-device", good.pv.spec, "--config", join(cfgDir, "config.json"), "--cmdline", "/dev/null", "--out", join(cfgDir, "ev.json"), "--json"]);
+    expect(e.status, e.stderr).toBe(0);
+    expect(e.json).toMatchObject({ tee: "az-snp-vtpm", fields: { quote_extra_data: nonce, hcl_user_data: nonce.toUpperCase() + "0".repeat(32) } });
+    const v = runBin(["debug", "verify", join(cfgDir, "ev.json"), "--nonce", nonce, "--json"]);
+    // Everything the guest produced verifies; the paravisor's report carries no hardware signature here.
+    expect(v.status).toBe(7);
+    expect(v.json.error.details.check).toBe("SNP report signature");
+    const text = runBin(["debug", "verify", join(cfgDir, "ev.json"), "--nonce", nonce]);
+    expect(text.stdout).toMatch(/FAIL SNP report signature/);
+    expect(text.stdout.match(/FAIL/g)).toHaveLength(1);
+    expect(text.stdout).toMatch(/ok {3}quote signed by HCLAkPub/);
   }, 60_000);
 
   it("the compiled agent unlocks through the dev broker over TLS with it: the key reaches the keyring and opens the volume", async () => {

@@ -2,7 +2,7 @@
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { requireBin, runBin, tempDir } from "../helpers/bin.js";
+import { requireBin, ROOT, runBin, tempDir } from "../helpers/bin.js";
 import { QUOTE_VECTORS, SNP_VECTORS, vbytes, VECTORS, vjson, validMoment } from "../helpers/vectors.js";
 
 beforeAll(requireBin);
@@ -17,6 +17,14 @@ describe("debug verify (compiled binary, offline)", () => {
     const bad = runBin(["debug", "verify", f, "--json", "--at", "2026-01-01T00:00:00Z", "--nonce", "00".repeat(48)]);
     expect(bad.status).toBe(7);
     expect(bad.stderr).toMatch(/quote extraData = expected report data/);
+  });
+
+  it("az-tdx-vtpm evidence (Trustee's real sample, version 1): verifies with its nonce, down to Intel's root", () => {
+    const f = join(ROOT, "test/vectors/trustee-az-tdx-vtpm/evidence-v1.json");
+    const ok = runBin(["debug", "verify", f, "--json", "--at", "2026-01-01T00:00:00Z", "--nonce", Buffer.from("challenge").toString("hex")]);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.json).toMatchObject({ status: "done", kind: "az-tdx-vtpm", ok: true, fields: { version: 1, pcrs: 24 } });
+    expect(ok.json.checks.map((c: { name: string }) => c.name)).toContain("TD quote REPORTDATA binds the HCL variable data (the AK)");
   });
 
   it.each(SNP_VECTORS)("%s verifies with --certs in snpguest's layout", (id) => {

@@ -6,6 +6,7 @@ import { snpEvidenceJson } from "../../src/tee/snp/evidence.js";
 import { encodeCertTable, guidOf, parseCertTable, parseReport } from "../../src/tee/snp/layout.js";
 import { verifyEvidence } from "../../tools/dev-broker/verifier.js";
 import { releaseRefusal } from "../../tools/dev-broker/server.js";
+import { validateVtpm } from "../../src/tee/verify/policy.js";
 import { replayCcel } from "../../tools/dev-broker/verifier.js";
 import { trimCcel } from "../../src/measured-boot/ccel.js";
 import { ccel } from "../helpers/ccel.js";
@@ -77,6 +78,39 @@ describe("release policy outside dev mode", () => {
     expect(releaseRefusal("snp", { ...base, policy: { ...base.policy, tee: { snp: { measurements: ["aa"] } } } })).toBeUndefined();
     expect(releaseRefusal("snp", { ...base, dev: true })).toBeUndefined();
     expect(releaseRefusal("snp", { ...base, policy: { ...base.policy, denyAll: true, tee: { snp: { measurements: ["aa"] } } } })).toMatch(/deny-all/);
+  });
+
+  it("vTPM evidence needs PCR 4, 7 and 11 pinned (PCR 11 tells the initramfs from root after the unlocked event)", () => {
+    const az = { ...base, policy: { ...base.policy, allowTees: ["az-snp-vtpm", "az-tdx-vtpm"] } };
+    expect(releaseRefusal("az-snp-vtpm", az)).toMatch(/missing vtpm\.pcrs\.4, vtpm\.pcrs\.7, vtpm\.pcrs\.11$/);
+    expect(releaseRefusal("az-tdx-vtpm", { ...az, policy: { ...az.policy, tee: { vtpm: { pcrs: { "4": ["aa"], "7": ["bb"] } } } } })).toMatch(/missing vtpm\.pcrs\.11$/);
+    expect(releaseRefusal("az-snp-vtpm", { ...az, policy: { ...az.policy, tee: { vtpm: { pcrs: { "4": ["aa"], "7": ["bb"], "11": ["cc"] } } } } })).toBeUndefined();
+    expect(releaseRefusal("az-snp-vtpm", { ...az, dev: true })).toBeUndefined();
+    const pcrs = Array.from({ length: 24 }, (_, i) => new Uint8Array(32).fill(i));
+    expect(validateVtpm(pcrs, { pcrs: { "4": ["04".repeat(32)], "11": ["0b".repeat(32)] } })).toEqual([]);
+    expect(validateVtpm(pcrs, { pcrs: { "11": ["00".repeat(32)] } })).toEqual([`PCR 11 ${"0b".repeat(32)} is not an expected one`]);
+    expect(validateVtpm(pcrs.slice(0, 5), { pcrs: { "11": ["0b".repeat(32)] } })).toEqual(["PCR 11 is not in the quote"]);
+  });
+
+  it("vTPM evidence: outside dev mode the paravisor's report must be hardware-signed; in dev mode only that check is simulated", async () => {
+    const ev = vjson("azure/az-snp-vtpm-01.evidence.json");
+    const rd = Buffer.from(vjson("azure/az-snp-vtpm-01.json").parsed.tpm_quote_extraData, "hex");
+    const at = new Date("2026-01-01T00:00:00Z");
+    const ok = await verifyEvidence("az-snp-vtpm", ev, rd, {}, at);
+    expect(ok.ok, JSON.stringify(ok)).toBe(true);
+    if (ok.ok) expect(ok.claims).toMatchObject({ hardware_signature: "verified", measurement: expect.stringMatching(/^5b0ce64a/) });
+    // The SNP report's measurement changed: its signature breaks. Refused outside dev mode, simulated in it.
+    const b = Buffer.from(ev.hcl_report.replace(/=+$/, ""), "base64url");
+    b[0x20 + 0x90]! ^= 1;
+    const changed = { ...ev, hcl_report: b.toString("base64url") };
+    const prod = await verifyEvidence("az-snp-vtpm", changed, rd, {}, at);
+    expect(prod.ok === false && prod.reasons.join()).toMatch(/SNP report signature/);
+    const dev = await verifyEvidence("az-snp-vtpm", changed, rd, {}, at, { dev: true });
+    expect(dev.ok, JSON.stringify(dev)).toBe(true);
+    if (dev.ok) expect(dev.claims.hardware_signature).toBe("simulated (dev mode)");
+    // Dev mode simulates nothing else: another nonce is refused there too.
+    const replay = await verifyEvidence("az-snp-vtpm", ev, new Uint8Array(48), {}, at, { dev: true });
+    expect(replay.ok === false && replay.reasons.join()).toMatch(/quote extraData = expected report data/);
   });
 
   it("checks RTMRs against the policy (tdx-03 vector)", () => {

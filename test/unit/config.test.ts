@@ -27,7 +27,7 @@ describe("config", () => {
     const c = parseConfig(base(), "t.json");
     expect(c.deadline_s).toBe(300);
     expect(c.keyring).toEqual({ keyring: "@u", key: "cryptsetup", timeout_s: 120, handoff: "keyring" });
-    expect(c.tee.allow_simulated).toBe(false);
+    expect(c.tee).toEqual({ allow_simulated: false, vmpl: 0, provider: "auto", imds_url: "http://169.254.169.254" });
     expect(c.on_failure).toBe("poweroff");
     expect(c.tpm).toEqual({ device: "/dev/tpmrm0", tokens: false });
     expect(c.broker?.insecure_http).toBe(false);
@@ -46,6 +46,10 @@ describe("config", () => {
     [{ ...base(), volumes: [{ name: "root", device: "/dev/vda2", resource: "a/b" }] }, "volumes[0].resource: expected a KBS resource path"],
     [{ ...base(), volumes: [{ device: "/dev/vda2" }] }, "volumes[0].name: required"],
     [{ ...base(), tee: { allow_simulated: "yes" } }, "tee.allow_simulated: expected true or false"],
+    [{ ...base(), tee: { provider: "azure" } }, 'tee.provider: expected one of "auto", "configfs-tsm", "sev-guest", "vtpm", "simulated"'],
+    [{ ...base(), tee: { provider: "simulated" } }, 'tee.provider: "simulated" needs tee.allow_simulated: true'],
+    [{ ...base(), tee: { imds_url: "https://169.254.169.254" } }, "tee.imds_url: expected an http URL without credentials, query or fragment"],
+    [{ ...base(), tee: { imds_url: "http://169.254.169.254/?x=1" } }, "tee.imds_url: expected an http URL"],
     [{ ...base(), keyring: { keyring: "@p" } }, 'keyring.keyring: expected one of "@u", "@s"'],
     [{ ...base(), on_failure: "shell" }, 'on_failure: expected one of "poweroff", "emergency"'],
     [{ ...base(), broker: { url: "ftp://x", ca: PEM } }, "broker.url: expected an http(s) URL"],

@@ -60,7 +60,12 @@ async function request(d: ImdsDeps, method: "GET" | "POST", path: string, header
 
 /** The VCEK (DER) and the ASK/ARK chain (DER each) the metadata service serves for this chip. */
 export async function fetchVcek(d: ImdsDeps): Promise<{ vcek: Uint8Array; chain: Uint8Array[] }> {
-  const j = (await request(d, "GET", "/metadata/THIM/amd/certification", { Metadata: "true" })) as Record<string, unknown>;
+  return parseVcekAnswer(await request(d, "GET", "/metadata/THIM/amd/certification", { Metadata: "true" }));
+}
+
+/** {vcekCert, certificateChain} (PEM) → DER certificates, or a typed error. */
+export function parseVcekAnswer(answer: unknown): { vcek: Uint8Array; chain: Uint8Array[] } {
+  const j = answer as Record<string, unknown>;
   if (typeof j?.vcekCert !== "string") throw new CvmError("TEE", "instance metadata service: no vcekCert in the certification answer", { reason: "imds" });
   try {
     const vcek = pemBlocks(j.vcekCert)[0];
@@ -75,7 +80,12 @@ export async function fetchVcek(d: ImdsDeps): Promise<{ vcek: Uint8Array; chain:
 /** The TD quote the platform's quoting service makes for a TDREPORT. */
 export async function fetchTdQuote(d: ImdsDeps, tdreport: Uint8Array): Promise<Uint8Array> {
   const body = JSON.stringify({ report: Buffer.from(tdreport).toString("base64url") });
-  const j = (await request(d, "POST", "/acc/tdquote", { "content-type": "application/json" }, body)) as Record<string, unknown>;
+  return parseTdQuoteAnswer(await request(d, "POST", "/acc/tdquote", { "content-type": "application/json" }, body));
+}
+
+/** {quote: base64url} → the raw quote bytes, or a typed error. */
+export function parseTdQuoteAnswer(answer: unknown): Uint8Array {
+  const j = answer as Record<string, unknown>;
   if (typeof j?.quote !== "string" || !/^[A-Za-z0-9_-]+={0,2}$/.test(j.quote)) throw new CvmError("TEE", "instance metadata service: the tdquote answer has no base64url quote", { reason: "imds" });
   return new Uint8Array(Buffer.from(j.quote.replace(/=+$/, ""), "base64url"));
 }
