@@ -73,6 +73,38 @@ describe("az-snp-vtpm evidence (Trustee's real sample)", () => {
     expect(failed(other.v)).toEqual(["quote extraData = expected report data"]);
   });
 
+  it("every signed byte: a change anywhere in the TPMS_ATTEST or in the SNP report's signed part fails its signature check", async () => {
+    const { akSigned } = await import("../../src/tee/azure/hcl.js");
+    const { verifySnp } = await import("../../src/tee/verify/snp.js");
+    const { parseReport, SIGNED_SIZE } = await import("../../src/tee/snp/layout.js");
+    const hcl = parseHclReport(b64u(evidence.hcl_report));
+    const msg = Uint8Array.from(Buffer.from(evidence.tpm_quote.message, "hex"));
+    const sig = Uint8Array.from(Buffer.from(evidence.tpm_quote.signature, "hex"));
+    expect(await akSigned(hcl, msg, sig)).toBe(true);
+    for (let i = 0; i < msg.length; i++) {
+      const m = msg.slice();
+      m[i]! ^= 0x01;
+      expect(await akSigned(hcl, m, sig), `TPMS_ATTEST byte ${i}`).toBe(false);
+    }
+    const vcek = b64u(evidence.vcek);
+    let checked = 0;
+    for (let i = 0; i < SIGNED_SIZE; i++) {
+      const r = hcl.hardware.slice();
+      r[i]! ^= 0x01;
+      let report;
+      try {
+        report = parseReport(r);
+      } catch {
+        continue; // a byte the layout itself refuses (a reserved field): not a report any verifier accepts
+      }
+      const res = await verifySnp(report, { endorsement: vcek }, now);
+      expect(res.v.checks.find((c) => c.name === "report signature")?.ok, `SNP report byte ${i}`).not.toBe(true);
+      checked++;
+    }
+    // Only reserved bytes (which the layout refuses to parse when non-zero) are skipped.
+    expect(checked).toBeGreaterThan(SIGNED_SIZE - 200);
+  }, 120_000);
+
   it("the builder writes the sample back byte for byte (field order, hex, padded base64url)", () => {
     const parts = {
       hclBytes: b64u(evidence.hcl_report),
