@@ -7,6 +7,7 @@ npm run --silent build
 node_modules/.bin/bun bench/start.ts
 bash bench/unlock-vs-clevis.sh
 node_modules/.bin/bun bench/fuzz.ts
+node_modules/.bin/bun bench/reliability.ts
 node_modules/.bin/bun bench/update.ts
 bash bench/vtpm.sh
 # P5/P6 boot the VM several times (~5 min, root): skip with BENCH_BOOT=0

@@ -17,6 +17,8 @@ export interface Reply {
 export interface StepInfo {
   n: number; // how many times this step was reached
   teePubkey?: { x: string; y: string };
+  /** A JWE of `plaintext` to `to` (default: the agent's key); counted in `released` when it is the passphrase. */
+  seal(plaintext: string, to?: { x: string; y: string }): ReturnType<typeof encryptJwe>;
 }
 
 export type Step = "auth" | "attest" | "resource";
@@ -29,6 +31,8 @@ export const kbsError = (kind: string, detail: string, status = 401): Reply => (
 
 export async function scriptedKbs(scripts: Scripts, passphrase = "scripted-passphrase") {
   const counts: Record<Step, number> = { auth: 0, attest: 0, resource: 0 };
+  /** How many times the passphrase itself went out (encrypted): only then can a log leak it. */
+  const released = { n: 0 };
   let teePubkey: { x: string; y: string } | undefined;
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -45,11 +49,15 @@ export async function scriptedKbs(scripts: Scripts, passphrase = "scripted-passp
           /* the script decides */
         }
       }
-      const scripted = scripts[step]?.({ n: counts[step], teePubkey });
+      const seal = (plaintext: string, to = teePubkey!) => {
+        if (plaintext === passphrase) released.n++;
+        return encryptJwe(new TextEncoder().encode(plaintext), to);
+      };
+      const scripted = scripts[step]?.({ n: counts[step], teePubkey, seal });
       if (scripted) return send(res, scripted);
       if (step === "auth") return send(res, { body: JSON.stringify({ nonce: "bm9uY2U=", "extra-params": "" }), headers: { "set-cookie": "kbs-session-id=0123456789abcdef0123456789abcdef; Expires=Wed, 21 Oct 2099 07:28:00 GMT" } });
       if (step === "attest") return send(res, { body: JSON.stringify({ token: "a.b.c" }) });
-      return send(res, { body: JSON.stringify(encryptJwe(new TextEncoder().encode(passphrase), teePubkey!)) });
+      return send(res, { body: JSON.stringify(seal(passphrase)) });
     });
   });
   function send(res: ServerResponse, r: Reply): void {
@@ -62,6 +70,7 @@ export async function scriptedKbs(scripts: Scripts, passphrase = "scripted-passp
   return {
     url: `http://127.0.0.1:${port}`,
     counts,
+    released,
     close: () =>
       new Promise<void>((r) => {
         server.closeAllConnections();
