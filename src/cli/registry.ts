@@ -22,7 +22,10 @@ const ESP_FLAGS = [
 const EFIVARS_FLAG = { name: "efivars", value: "DIR", help: "the UEFI variables (default /sys/firmware/efi/efivars)" };
 const TRIAL_FLAG = { name: "trial-record", value: "PATH", help: "the pending trial boot's record (default /var/lib/cvm-unlock/trial.json)" };
 /** Power-loss tests only: the production binary has no such flag (CVM_UNLOCK_TEST_BUILD is false there). */
-const testFault = (steps: string) => ((typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) ? [{ name: "fault-at", value: "STEP", help: `TEST BUILD ONLY: SIGKILL itself after ${steps}` }] : []);
+const isTestBuild = typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD;
+const testFault = (steps: string) => (isTestBuild ? [{ name: "fault-at", value: "STEP", help: `TEST BUILD ONLY: SIGKILL itself after ${steps}` }] : []);
+/** Leak-scan tests only: seal a secret the test knows, so it can look for its forms everywhere. */
+const testSecret = () => (isTestBuild ? [{ name: "secret-file", value: "FILE", help: "TEST BUILD ONLY: seal these 32 bytes instead of fresh random ones" }] : []);
 
 const KEYRING_FLAGS = [
   { name: "keyring", value: "@u|@s", help: "keyring (default @u; selfcheck: @s)" },
@@ -67,6 +70,7 @@ export const COMMANDS: Command[] = [
       { name: "pcr-values", value: "FILE", help: 'JSON {"bank":"sha256","pcrs":{"7":"<hex>"}}: the values the target will have' },
       { name: "enroll", value: "IMAGE", help: "the LUKS2 image: a new keyslot and the token are added (an existing passphrase on stdin)" },
       { name: "unique", value: "FILE", help: "tpm2-tools unique file the target's storage key was made with (becomes unique_dat)" },
+      ...testSecret(),
       JSON_FLAG,
     ],
     load: async () => (await import("./seal.js")).seal,

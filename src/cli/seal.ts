@@ -55,6 +55,14 @@ export function readPcrValues(path: string): { bank: string; values: Map<number,
   return { bank, values: new Map([...values].sort((a, b) => a[0] - b[0])) };
 }
 
+/** Test builds only (--secret-file): the leak scans must know the sealed secret to look for it. */
+function testSecret(path: unknown): Uint8Array | undefined {
+  if (!(typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) || typeof path !== "string") return undefined;
+  const b = new Uint8Array(readFileSync(path));
+  if (b.length !== 32) throw new CvmError("USAGE", "--secret-file: expected 32 bytes");
+  return b;
+}
+
 export const seal: Runner = async (ctx) => {
   await noCoreDumps(ctx);
   const srkPath = ctx.flags.srk, pcrPath = ctx.flags["pcr-values"], image = ctx.flags.enroll;
@@ -68,7 +76,7 @@ export const seal: Runner = async (ctx) => {
   const slot = freeKeyslot(header, image);
   const existing = new Uint8Array(readFileSync(0));
   if (existing.length === 0) throw new CvmError("USAGE", "seal --enroll reads an existing passphrase of the image from stdin");
-  const secret = Secret.adopt(crypto.getRandomValues(new Uint8Array(32)));
+  const secret = Secret.adopt(testSecret(ctx.flags["secret-file"]) ?? crypto.getRandomValues(new Uint8Array(32)));
   const policy = tokenPolicyDigest(bank, values, false);
   const blobs = await makeImportBlobs(srk, policy, secret);
   const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");

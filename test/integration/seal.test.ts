@@ -94,3 +94,21 @@ describe("seal (owner side) → convert (guest) → systemd 252 unlocks", () => 
     expect(spawnSync(BIN, ["seal", "--srk", "x"], { encoding: "utf8", env }).status).toBe(2);
   });
 });
+
+describe("seal --secret-file (test build only, for the leak scans)", () => {
+  it("the test build seals the given 32 bytes (the keyslot opens with their base64); the production binary has no such flag", async () => {
+    const { BIN_TEST } = await import("../helpers/bin.js");
+    const { opens } = await import("../helpers/luks.js");
+    const dir = tempDir("seal-");
+    const img = makeLuksImage("owner-recovery", dir);
+    const secret = Buffer.alloc(32, 7);
+    writeFileSync(join(dir, "secret"), secret);
+    writeFileSync(join(dir, "pcr.json"), JSON.stringify({ bank: "sha256", pcrs: { "7": pcr.value } }));
+    const args = ["seal", "--srk", join(FIXTURES, "tpm2-import/srk.pub"), "--pcr-values", join(dir, "pcr.json"), "--enroll", img, "--secret-file", join(dir, "secret")];
+    const t = spawnSync(BIN_TEST, args, { input: "owner-recovery", encoding: "utf8", env });
+    expect(t.status, t.stderr).toBe(0);
+    expect(opens(img, secret.toString("base64"))).toBe(true);
+    const p = spawnSync(BIN, args, { input: "owner-recovery", encoding: "utf8", env });
+    expect([p.status, p.stderr]).toEqual([2, expect.stringMatching(/unknown flag --secret-file/)]);
+  });
+});
