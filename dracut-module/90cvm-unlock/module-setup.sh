@@ -70,6 +70,15 @@ install() {
     # After the volumes are active: check the live mappings, revoke the hand-off key (both hand-offs).
     inst_simple "$moddir/cvm-unlock-after.service" "$systemdsystemunitdir/cvm-unlock-after.service"
     $SYSTEMCTL -q --root "$initdir" enable "$unit" cvm-unlock-after.service
+    # A broker named by DNS: the image's resolver (systemd-networkd in the initramfs writes no resolv.conf).
+    local resolv
+    resolv=$("$bin" debug config --config "$conf/config.json" --cmdline /dev/null --resolv-conf)
+    if [[ -n $resolv ]]; then
+        mkdir -p "$initdir/etc"
+        rm -f "$initdir/etc/resolv.conf"
+        printf '%s\n' "$resolv" > "$initdir/etc/resolv.conf"
+        inst_libdir_file "libnss_dns.so.*" "libresolv.so.*"
+    fi
     local tab_lines
     tab_lines=$("$bin" debug config --config "$conf/config.json" --cmdline /dev/null --crypttab)
     [[ -n $tab_lines ]] && cvm_unlock_install_vtpm "$tab_lines"

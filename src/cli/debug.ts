@@ -16,6 +16,11 @@ function keyringTarget(ctx: Context, fallbackKey: string): KeyringTarget {
 
 export const debugConfig: Runner = async (ctx) => {
   const eff = loadEffective(ctx);
+  if (ctx.flags["resolv-conf"] === true) {
+    // The initramfs's /etc/resolv.conf for a broker named by DNS (the dracut module writes it into the image).
+    const lines = (eff.config.broker?.nameservers ?? []).map((n) => `nameserver ${n}`);
+    return { status: lines.length ? "done" : "nothing-to-do", message: lines.join("\n"), data: ctx.flags.json === true ? { resolv_conf: lines } : undefined };
+  }
   if (ctx.flags.crypttab === true) {
     const lines = crypttabLines(eff.config);
     // Plain output is the crypttab text itself (the dracut module appends it); --json adds the list.

@@ -151,7 +151,7 @@ export const COMMANDS: Command[] = [
   {
     name: "debug config",
     summary: "validate the config, apply the kernel command line, print the result",
-    flags: [...CONFIG_FLAGS, { name: "crypttab", help: "print the initramfs crypttab lines a tpm.tokens image needs (used by the dracut module)" }, JSON_FLAG],
+    flags: [...CONFIG_FLAGS, { name: "crypttab", help: "print the initramfs crypttab lines a tpm.tokens image needs (used by the dracut module)" }, { name: "resolv-conf", help: "print the initramfs resolv.conf for broker.nameservers (used by the dracut module)" }, JSON_FLAG],
     load: async () => (await import("./debug.js")).debugConfig,
   },
   {

@@ -20,7 +20,7 @@ export interface Volume {
 
 export interface Config {
   /** url (one broker) or urls (several, tried in turn); crossCheck wants exactly one of them. */
-  broker?: { url?: string; urls?: string[]; ca?: string; insecure_http: boolean; request_timeout_s: number };
+  broker?: { url?: string; urls?: string[]; ca?: string; insecure_http: boolean; request_timeout_s: number; nameservers?: string[] };
   tee: { allow_simulated: boolean; vmpl: number; provider: "auto" | "configfs-tsm" | "sev-guest" | "vtpm" | "simulated"; imds_url: string };
   deadline_s: number;
   volumes: Volume[];

@@ -27,6 +27,7 @@ export const isDeviceSpec = (s: string): boolean =>
   /^\/[^\0]+$/.test(s) || /^(UUID|PARTUUID|PARTLABEL)=[^\s\0/]+$/.test(s);
 const isVolumeName = (s: string): boolean => /^[A-Za-z0-9_.+-]{1,64}$/.test(s) && s !== "." && s !== "..";
 const isKeyName = (s: string): boolean => /^[\x21-\x7e]{1,255}$/.test(s);
+export const isIpLiteral = (s: string): boolean => /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/.test(s) || (/^[0-9a-fA-F:]{2,39}$/.test(s) && s.includes(":") && s.split("::").length <= 2);
 const isBrokerUrl = (s: string): boolean => {
   try {
     const u = new URL(s);
@@ -51,6 +52,10 @@ export const CONFIG_SCHEMA: Spec = {
           // One request's limit, so a black-holed broker costs this much, not the whole deadline.
           request_timeout_s: { spec: { kind: "int", min: 1, max: 600 }, default: 20 },
           ca: { spec: { kind: "string", expect: "a path to a PEM file or inline PEM" } },
+          // The initramfs has no resolver of its own (systemd-networkd writes no resolv.conf): a broker named by
+          // DNS needs these in the image's /etc/resolv.conf (the dracut module writes them; the cloud's fixed
+          // resolver, e.g. Azure's 168.63.129.16). Answers are untrusted like the network: TLS pins the CA and name.
+          nameservers: { spec: { kind: "array", min: 1, max: 3, of: { kind: "string", expect: "an IPv4 or IPv6 address", check: isIpLiteral } } },
           insecure_http: { spec: { kind: "bool" }, default: false },
         },
       },

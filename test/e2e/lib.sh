@@ -86,7 +86,12 @@ seal_for_vtpm() {
     srk_out() { "$PKGROOT/usr/bin/cvm-unlock" debug tpm --tpm-device "$SWTPM_SPEC" --srk-out "$S/srk.pub" >/dev/null; }
     with_vtpm_tcp "$state" srk_out || { log "reading the guest vTPM's storage key failed"; return 1; }
     printf '%s\n' "$pcrs" > "$S/pcr.json"
-    printf %s "$PASS_PHRASE" | env -i PATH="$PATH" "$PKGROOT/usr/bin/cvm-unlock" seal --srk "$S/srk.pub" --pcr-values "$S/pcr.json" --enroll "$ROOT_IMG" >"$S/seal.log" 2>&1 \
+    # The test build seals a secret the test knows (--secret-file), so the leak scans look for the vTPM
+    # keyslot's passphrase (base64 of it) and its encodings too; the production binary has no such flag.
+    head -c 32 /dev/urandom > "$S/vtpm-secret"
+    local b64; b64=$(base64 -w0 < "$S/vtpm-secret")
+    SECRET_FORMS+=("$b64" "$(od -An -tx1 < "$S/vtpm-secret" | tr -d ' \n')" "$(tr '+/' '-_' <<< "${b64%%=*}")" "$(printf %s "$b64" | od -An -tx1 | tr -d ' \n')")
+    printf %s "$PASS_PHRASE" | env -i PATH="$PATH" "$ROOT/dist/cvm-unlock-test" seal --srk "$S/srk.pub" --pcr-values "$S/pcr.json" --enroll "$ROOT_IMG" --secret-file "$S/vtpm-secret" >"$S/seal.log" 2>&1 \
         || { cat "$S/seal.log" >&2; log "seal failed"; return 1; }
 }
 
@@ -116,7 +121,7 @@ make_root_image() {
     local img=$1 pass=$2 r="$S/rootfs" f
     mkdir -p "$r"/{bin,sbin,etc,proc,sys,dev,run,tmp,efi,usr/bin,var/lib}
     cp /bin/busybox "$r/bin/busybox"
-    for a in sh mount umount echo cat grep head sync poweroff mkdir ls od; do ln -sf busybox "$r/bin/$a"; done
+    for a in sh mount umount echo cat grep head sync poweroff mkdir ls od tar dd; do ln -sf busybox "$r/bin/$a"; done
     cp "$PKGROOT/usr/bin/cvm-unlock" "$r/usr/bin/cvm-unlock"
     cp /usr/sbin/cryptsetup "$r/sbin/cryptsetup"
     for f in $(ldd /usr/sbin/cryptsetup "$PKGROOT/usr/bin/cvm-unlock" | grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
@@ -145,6 +150,15 @@ if [ -f /efi/cvm-e2e/job.sh ]; then
     echo "CVM-UNLOCK-E2E: job exit $?" >/dev/console
 fi
 grep -q ' /efi ' /proc/mounts && umount /efi
+# The leak scan (#15): the hand-off key must be gone (revoked) once root runs; /run as the initramfs left it
+# (its journal, the agent's files, the /proc samples of the test image) goes to the host on the leak disk.
+grep -h ' user .*cryptsetup' /proc/keys 2>/dev/null | sed 's/^/CVM-UNLOCK-E2E: key /' >/dev/console
+echo "CVM-UNLOCK-E2E: keys listed" >/dev/console
+for d in /dev/vd[a-z]; do
+    [ "$(head -c 8 "$d" 2>/dev/null)" = CVM-LEAK ] || continue
+    tar -cf - /run 2>/dev/null | dd of="$d" bs=4096 seek=1 conv=notrunc 2>/dev/null
+    echo "CVM-UNLOCK-E2E: /run saved to $d" >/dev/console
+done
 sync
 poweroff -f
 INIT
@@ -164,13 +178,14 @@ build_image() {
     if [ ! -d "$DRACUT_DIR" ]; then
         cp -a /usr/lib/dracut "$DRACUT_DIR"
         cp -a "$PKGROOT/usr/lib/dracut/modules.d/90cvm-unlock" "$DRACUT_DIR/modules.d/"
+        cp -a "$ROOT/test/e2e/dracut/99cvm-e2e-procscan" "$DRACUT_DIR/modules.d/"
         mkdir -p "$S/empty.conf.d"
     fi
     dracutbasedir="$DRACUT_DIR" cvm_unlock_bin="$PKGROOT/usr/bin/cvm-unlock" cvm_unlock_confdir="$CONFDIR" \
     dracut --conf /dev/null --confdir "$S/empty.conf.d" --tmpdir "$S" --force --quiet \
         --no-hostonly --no-hostonly-cmdline --no-early-microcode --nostrip --compress zstd \
         --kver "$KVER" --kmoddir "$KROOT/lib/modules/$KVER" \
-        -m "systemd systemd-initrd dracut-systemd systemd-networkd crypt kernel-modules rootfs-block udev-rules base fs-lib cvm-unlock" \
+        -m "systemd systemd-initrd dracut-systemd systemd-networkd crypt kernel-modules rootfs-block udev-rules base fs-lib cvm-unlock cvm-e2e-procscan" \
         --add-drivers "virtio_pci virtio_blk virtio_net dm_crypt" \
         "$@" "$out" >&2
 }
@@ -318,6 +333,9 @@ run_qemu() {
     local args=(-machine q35,accel=tcg -cpu max -smp 2 -m "${E2E_MEM:-1024}" -nographic -nodefaults -serial stdio
         -monitor none -no-reboot -netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile=
         -drive "file=$ROOT_IMG,if=none,id=root,format=raw" -device virtio-blk-pci,drive=root)
+    # The leak disk: the booted root writes the initramfs's /run onto it (after an 8-byte mark) for leak_scan.
+    LEAK_IMG="$serial.leak"
+    rm -f "$LEAK_IMG" && truncate -s 64M "$LEAK_IMG" && printf CVM-LEAK | dd of="$LEAK_IMG" conv=notrunc status=none
     if [ -n "${TPM_SOCK:-}" ]; then
         args+=(-chardev "socket,id=chrtpm,path=$TPM_SOCK" -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0)
     fi
@@ -328,9 +346,30 @@ run_qemu() {
         args+=(-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd -drive "if=pflash,format=raw,unit=1,file=$vars")
     fi
     local t0; t0=$(now)
-    timeout "${E2E_BOOT_TIMEOUT:-300}" qemu-system-x86_64 "${args[@]}" "$@" </dev/null >"$serial" 2>"$serial.err" &
+    timeout "${E2E_BOOT_TIMEOUT:-300}" qemu-system-x86_64 "${args[@]}" "$@" \
+        -drive "file=$LEAK_IMG,if=none,id=leak,format=raw" -device virtio-blk-pci,drive=leak </dev/null >"$serial" 2>"$serial.err" &
     local qpid=$!
     PIDS+=("$qpid")
     wait "$qpid" && QEMU_RC=0 || QEMU_RC=$?
     BOOT_SECS=$(since "$t0")
+}
+
+# The leak scan after a boot (#15): $1 the serial log. Prints what leaked, and returns 0 when something did:
+# a secret form (SECRET_FORMS: the broker passphrase and the vTPM keyslot's, plain, hex, base64, base64url) in
+# the initramfs's /run as the booted root saved it (the journal, the agent's files, the test image's samples
+# of every process's command line and environment), or a hand-off key that is not revoked once root runs.
+# Boots that never reach root save nothing; their console is scanned by `leaked` as before.
+leak_scan() {
+    local serial=$1 img="$1.leak" dir="$1.run" f
+    if grep -qa 'CVM-UNLOCK-E2E: key ' "$serial"; then
+        if grep -a 'CVM-UNLOCK-E2E: key ' "$serial" | awk '{ print $4 }' | grep -qv 'R'; then echo "a hand-off key not revoked after switch-root"; return 0; fi
+    fi
+    grep -qa 'CVM-UNLOCK-E2E: /run saved' "$serial" || return 1
+    rm -rf "$dir" && mkdir -p "$dir"
+    dd if="$img" bs=4096 skip=1 status=none | tar -x -C "$dir" 2>/dev/null
+    [ -s "$dir/run/cvm-e2e/proc.txt" ] || { echo "no /proc samples in the saved /run"; return 0; }
+    for f in "${SECRET_FORMS[@]}"; do
+        if grep -rlaF -- "$f" "$dir" >"$dir.hits" 2>/dev/null; then echo "$(echo "$f" | cut -c1-6)… in $(head -n 3 "$dir.hits" | sed "s|$dir||" | tr '\n' ' ')"; return 0; fi
+    done
+    return 1
 }

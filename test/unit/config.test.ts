@@ -46,6 +46,8 @@ describe("config", () => {
     [{ ...base(), volumes: [{ name: "root", device: "/dev/vda2", resource: "a/b" }] }, "volumes[0].resource: expected a KBS resource path"],
     [{ ...base(), volumes: [{ device: "/dev/vda2" }] }, "volumes[0].name: required"],
     [{ ...base(), tee: { allow_simulated: "yes" } }, "tee.allow_simulated: expected true or false"],
+    [{ ...base(), broker: { url: "https://x", ca: PEM, nameservers: ["dns.example"] } }, "broker.nameservers[0]: expected an IPv4 or IPv6 address"],
+    [{ ...base(), broker: { url: "https://x", ca: PEM, nameservers: ["1.2.3.4", "5.6.7.8", "9.9.9.9", "1.1.1.1"] } }, "broker.nameservers: expected an array of 1 to 3 entries"],
     [{ ...base(), tee: { provider: "azure" } }, 'tee.provider: expected one of "auto", "configfs-tsm", "sev-guest", "vtpm", "simulated"'],
     [{ ...base(), tee: { provider: "simulated" } }, 'tee.provider: "simulated" needs tee.allow_simulated: true'],
     [{ ...base(), tee: { imds_url: "https://169.254.169.254" } }, "tee.imds_url: expected an http URL without credentials, query or fragment"],
