@@ -25,7 +25,7 @@ export function loadEffective(ctx: Context): Effective {
   const srk = applied.config.tpm.srk !== undefined ? pinnedSrk(resolveSrk(applied.config.tpm.srk, path)) : undefined;
   ctx.log.setLevel(applied.config.log_level);
   if (Object.keys(applied.applied).length > 0) ctx.log.info("kernel command line applied", applied.applied);
-  return { config: applied.config, caPem, srk, disabled: applied.disabled, cmdline: applied.applied, escapes: applied.escapes, source: path };
+  return { config: applied.config, caPem, srk, disabled: applied.disabled, cmdline: applied.applied, escapes: applied.escapes, cmdlineText: cmdline, source: path };
 }
 
 /** The bytes of a file a flag names; an unreadable one is a usage error naming the flag. */

@@ -17,10 +17,13 @@ import type { LuksHeader } from "../luks/header.js";
 import { fetchTransport, type Transport } from "../kbs/transport.js";
 import { brokerUrls, type Config } from "../config/config.js";
 import { CvmError } from "../errors.js";
+import { readFileSync } from "node:fs";
+import { activationFlags, startActivation, systemdVolume } from "../flow/activate.js";
+import { O_FLAGS } from "../native/types.js";
 
 export async function unlockThroughBroker(
   ctx: Context,
-  a: { eff: Effective; deps: UnlockDeps; deadline: Deadline; needBroker: Volume[]; devices: Map<string, string>; skipped: { name: string; reason: string }[]; converted?: AskVolume[]; rescue?: RescueTarget[] },
+  a: { eff: Effective; deps: UnlockDeps; deadline: Deadline; needBroker: Volume[]; devices: Map<string, string>; uuids?: Map<string, string>; skipped: { name: string; reason: string }[]; converted?: AskVolume[]; rescue?: RescueTarget[] },
 ): Promise<Result> {
   const { eff, deps, deadline, devices, skipped } = a;
   let needBroker = a.needBroker;
@@ -33,7 +36,13 @@ export async function unlockThroughBroker(
   ctx.log.info("attesting to the broker", { broker, tee: provider.tee, volumes: needBroker.map((v) => v.name).join(",") });
 
   // The keyslot checks start now, waiting on stdin, so cryptsetup's start-up overlaps the broker round trips.
-  const checks = needBroker.map((v) => startPassphraseCheck(v.name, devices.get(v.name)!, Math.max(1000, Math.floor(deadline.remainingMs()))));
+  // Where the agent activates a volume itself, that activation is the check: the KDF runs once this boot.
+  const activations = config.keyring.handoff === "activate" ? await planActivations(ctx, needBroker, devices, a.uuids ?? new Map(), eff.cmdlineText ?? "", deps) : new Map<string, Activation>();
+  const timeout = Math.max(1000, Math.floor(deadline.remainingMs()));
+  const checks = needBroker.map((v) => {
+    const act = activations.get(v.name);
+    return act ? (deps.activate ?? startActivation)(v.name, devices.get(v.name)!, act.name, act.flags, timeout) : startPassphraseCheck(v.name, devices.get(v.name)!, timeout);
+  });
   const brokerDeps = { ...deps.broker, brokers, provider, deadline, log: ctx.log, trace: ctx.trace };
   let secrets: Map<string, Secret>;
   try {
@@ -58,12 +67,15 @@ export async function unlockThroughBroker(
     needBroker = needBroker.filter((v) => !dropped.has(v.name));
     if (needBroker.length === 0 && converted.length === 0) throw (failed[0]!.r as PromiseRejectedResult).reason;
     let serial: number | undefined;
+    const activated = needBroker.filter((v) => activations.has(v.name));
+    for (const v of activated) ctx.log.info(`volume ${v.name}: activated as ${activations.get(v.name)!.name} (the keyslot's KDF ran once; systemd-cryptsetup finds it active)`, { volume: v.name });
+    const handed = needBroker.filter((v) => !activations.has(v.name));
     if (config.keyring.handoff === "ask-password") {
       const volumes = [...converted, ...needBroker.map((v) => ({ name: v.name, match: askIds(v, devices.get(v.name)!), passphrase: secrets.get(v.resource!)! }))];
       await ctx.trace.run("ask-password", () => answerAskPassword({ volumes, deadline, log: ctx.log, ...deps.askpass }));
-    } else {
-      serial = await ctx.trace.run("keyring", async () => handOff(await ctx.native(), config.keyring, orderedSecrets(needBroker, secrets)));
-      ctx.log.info("passphrases handed to systemd-cryptsetup", { keyring: config.keyring.keyring, key: config.keyring.key, serial });
+    } else if (handed.length > 0) {
+      serial = await ctx.trace.run("keyring", async () => handOff(await ctx.native(), config.keyring, orderedSecrets(handed, secrets)));
+      ctx.log.info("passphrases handed to systemd-cryptsetup", { keyring: config.keyring.keyring, key: config.keyring.key, serial, volumes: handed.map((v) => v.name).join(",") });
     }
     const unlocked = new Set(needBroker.map((v) => v.name));
     const rescued = await ctx.trace.run("rescue", () => rescueReseal(ctx, eff, deps, (a.rescue ?? []).filter((r) => unlocked.has(r.volume.name)), secrets));
@@ -77,8 +89,9 @@ export async function unlockThroughBroker(
         attempts: ctx.trace.attempts,
         timings_ms: ctx.trace.timings_ms,
         handoff: config.keyring.handoff,
+        ...(activated.length > 0 ? { activated: activated.map((v) => ({ name: v.name, as: activations.get(v.name)!.name })) } : {}),
         ...(rescued.length > 0 ? { rescued } : {}),
-        keyring: { keyring: config.keyring.keyring, key: config.keyring.key, serial },
+        ...(serial !== undefined ? { keyring: { keyring: config.keyring.keyring, key: config.keyring.key, serial } } : {}),
       },
     };
   } finally {
@@ -87,6 +100,53 @@ export async function unlockThroughBroker(
 }
 
 type RescueTarget = { volume: Volume; path: string; header: LuksHeader };
+type Activation = { name: string; flags: string[] };
+
+/** Which volumes the agent activates itself (handoff "activate"): device-mapper must be there, and systemd must
+ *  set the volume up under a name and options the agent can reproduce; every other volume goes through the
+ *  keyring, as with handoff "keyring". Each decision is logged. */
+async function planActivations(ctx: Context, volumes: Volume[], devices: Map<string, string>, uuids: Map<string, string>, cmdline: string, deps: UnlockDeps): Promise<Map<string, Activation>> {
+  const out = new Map<string, Activation>();
+  if (volumes.length === 0) return out;
+  if (!(deps.dmAvailable ?? dmAvailable)(await ctx.native())) {
+    ctx.log.info("no device-mapper here: the passphrases go to systemd-cryptsetup through the keyring (it activates, after the agent's own keyslot check)");
+    return out;
+  }
+  const crypttab = (deps.crypttab ?? readCrypttab)();
+  for (const v of volumes) {
+    const uuid = uuids.get(v.name);
+    const sv = uuid ? systemdVolume(uuid, devices.get(v.name)!, cmdline, crypttab) : undefined;
+    if (!sv) {
+      ctx.log.info(`volume ${v.name}: systemd-cryptsetup does not set it up in the initramfs (no rd.luks.uuid or crypttab entry): handed over through the keyring`, { volume: v.name });
+      continue;
+    }
+    const f = activationFlags(sv.options);
+    if ("unsupported" in f) {
+      ctx.log.info(`volume ${v.name}: option ${JSON.stringify(f.unsupported.slice(0, 40))} (${sv.source}) is not one the agent reproduces: handed over through the keyring`, { volume: v.name });
+      continue;
+    }
+    out.set(v.name, { name: sv.name, flags: f.flags });
+  }
+  return out;
+}
+
+/** Is device-mapper usable? Opening its control node loads dm-mod on demand, and fails where there is none. */
+export function dmAvailable(native: Awaited<ReturnType<Context["native"]>>): boolean {
+  try {
+    native.close(native.open("/dev/mapper/control", O_FLAGS.RDWR | O_FLAGS.CLOEXEC));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function readCrypttab(): string | undefined {
+  try {
+    return readFileSync("/etc/crypttab", "utf8");
+  } catch {
+    return undefined;
+  }
+}
 
 /** Reseal on rescue (flow/rescue.ts), after the hand-off: a failure is a warning, the boot goes on. */
 async function rescueReseal(ctx: Context, eff: Effective, deps: UnlockDeps, targets: RescueTarget[], secrets: Map<string, Secret>): Promise<{ name: string; keyslot: string }[]> {

@@ -33,6 +33,11 @@ export interface UnlockDeps {
   askpass?: { dir?: string; reply?: string; pollMs?: number };
   /** Is the LUKS volume with this UUID open? (tests: a fake; default reads /sys/block/dm-*). */
   luksActive?: (uuid: string) => boolean;
+  /** handoff "activate": is device-mapper usable (tests: true/false), the initramfs crypttab, and the activation
+   *  itself (tests: a recorder; default `cryptsetup open`). */
+  dmAvailable?: (native: import("../native/types.js").Native) => boolean;
+  crypttab?: () => string | undefined;
+  activate?: (volume: string, path: string, dmName: string, flags: string[], timeoutMs: number) => import("../luks/cryptsetup.js").PendingCheck;
 }
 
 
@@ -99,7 +104,8 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
     try {
       if (needBroker.length > 0) {
         const { unlockThroughBroker } = await import("./unlock-broker.js");
-        return await unlockThroughBroker(ctx, { eff, deps, deadline, needBroker, devices, skipped, converted, rescue });
+        const uuids = new Map(targets.filter((t) => t.header).map((t) => [t.volume.name, t.header!.uuid]));
+        return await unlockThroughBroker(ctx, { eff, deps, deadline, needBroker, devices, uuids, skipped, converted, rescue });
       }
       if (converted.length > 0) {
         const { answerAskPassword } = await import("../keyring/askpass.js");

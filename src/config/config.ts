@@ -24,7 +24,7 @@ export interface Config {
   tee: { allow_simulated: boolean; vmpl: number; provider: "auto" | "configfs-tsm" | "sev-guest" | "vtpm" | "simulated"; imds_url: string };
   deadline_s: number;
   volumes: Volume[];
-  keyring: { keyring: "@u" | "@s"; key: string; timeout_s: number; handoff: "keyring" | "ask-password" };
+  keyring: { keyring: "@u" | "@s"; key: string; timeout_s: number; handoff: "activate" | "keyring" | "ask-password" };
   tpm: { device: string; tokens: boolean; srk?: string };
   on_failure: "poweroff" | "emergency";
   log_level: Level;
@@ -41,6 +41,8 @@ export interface Effective {
   cmdline: Record<string, string>;
   /** Kernel command line words that could open a shell (boot steps refuse to release anything then). */
   escapes: string[];
+  /** The kernel command line as read (systemd's rd.luks.* decide the names volumes are activated under). */
+  cmdlineText?: string;
   source: string;
 }
 
@@ -97,8 +99,8 @@ function crossCheck(c: Config, problems: string[]): void {
   // systemd-cryptsetup 252 accepts a cached (keyring) passphrase on its first try only, and tpm2-device=auto
   // spends that try on the TPM: after a stale or missing token it asks through ask-password, never the keyring.
   // (On a first boot the agent answers that request with the passphrase it converted; later, the broker's.)
-  if (c.tpm.tokens && c.keyring.handoff === "keyring") {
-    problems.push('keyring.handoff: must be "ask-password" (the default) when tpm.tokens is true (systemd-cryptsetup reads the keyring only on its first try, which tpm2-device=auto spends on the TPM)');
+  if (c.tpm.tokens && c.keyring.handoff !== "ask-password") {
+    problems.push('keyring.handoff: must be "ask-password" (the default) when tpm.tokens is true (systemd-cryptsetup reads the keyring only on its first try, which tpm2-device=auto spends on the TPM, and it runs beside the agent)');
   }
 }
 

@@ -107,7 +107,9 @@ export const CONFIG_SCHEMA: Spec = {
           keyring: { spec: { kind: "enum", values: ["@u", "@s"] }, default: "@u" },
           key: { spec: { kind: "string", expect: "a key description of 1-255 printable characters", check: isKeyName }, default: "cryptsetup" },
           timeout_s: { spec: { kind: "int", min: 1, max: 3600 }, default: 120 },
-          handoff: { spec: { kind: "enum", values: ["keyring", "ask-password"] }, default: "keyring" },
+          // activate (default): the agent opens the volume itself where device-mapper exists and systemd's name for
+          // it is known, so the keyslot's KDF runs once; else (and with "keyring") the keyring hand-off.
+          handoff: { spec: { kind: "enum", values: ["activate", "keyring", "ask-password"] }, default: "activate" },
         },
       },
       default: {},

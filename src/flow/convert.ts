@@ -283,11 +283,16 @@ export async function convertDevice(device: string, tpm: Tpm, opts: { log: Logge
       }
       const secret = await unsealImportToken(tpm, it, c);
       try {
+        // Step lines at debug level (rd.cvm_unlock.debug): an admin sees how far an interrupted conversion got,
+        // and the power-loss boots of the e2e time their resets by them.
+        opts.log.debug(`conversion step: tpm2-import token ${t.id} unsealed`);
         fault("unsealed");
         const token = await resealAndProve(tpm, device, it, secret, c);
         opts.proven?.(passphraseOf(secret));
+        opts.log.debug(`conversion step: keyslot ${it.slot} proven with the resealed secret`);
         fault("proved");
         await importToken(device, token);
+        opts.log.debug(`conversion step: systemd-tpm2 token added for keyslot ${it.slot}`);
         fault("token-added");
         await removeToken(device, t.id);
         fault("token-removed");

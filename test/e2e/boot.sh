@@ -49,6 +49,21 @@
 #           0x81000003 (swtpm behind the fake paravisor); the production config (no simulated TEE) finds the vTPM
 #           provider, takes the VCEK from a fake metadata service on the host, quotes the PCRs, and the dev broker
 #           (dev mode: the paravisor's report is not hardware-signed here) releases: root mounted (SeaBIOS)
+# Hostile network, disks and power (#15, #16), each with the same root image unless said:
+#   boot 18 no network at all (no NIC), the broker config: fails closed inside its deadline (shortened on the
+#           command line), powers off, the failure record on the serial console (SeaBIOS)
+#   boot 19 a later vTPM boot whose NIC gets no DHCP answer: unlocks from the token, never waits for the network
+#   boot 20 the broker named by DNS (a resolver the test runs in a network namespace of its own, behind QEMU's
+#           user network) with only an IPv6 address: reached over IPv6, releases (SeaBIOS)
+#   boot 21 real power loss in the first-boot conversion: the VM is reset (QEMU monitor system_reset, no
+#           shutdown) mid-conversion, between the new token and the old one's removal, and after the conversion;
+#           each following boot unlocks and finishes it (OVMF + vTPM, one QEMU run, four boots)
+#   boot 22 the root disk appears 20 s after the agent started waiting for it (hotplugged): unlocks (SeaBIOS)
+#   boot 23 a data volume beside root, both released in one attestation, and a third volume whose released
+#           passphrase opens no keyslot (required: false): root and data unlock, the result names the third
+# After every boot that reaches root, the leak scan: the initramfs's /run (its journal, the agent's files, the
+# samples of every process's command line and environment the test image takes) holds neither the broker
+# passphrase nor the vTPM keyslot's, in any encoding, and the hand-off key is revoked.
 # And two checks that are not boots: 11, the initramfs built for Debian's generic kernel (a real guest's)
 # carries the TEE guest modules (sev-guest; tdx-guest and tsm where the kernel has them) and Azure's disk and
 # network drivers (hv_vmbus, hv_storvsc, hv_netvsc, mana, nvme); 12, the .deb
@@ -113,17 +128,23 @@ leaked() {
 verdict() {
     local name=$1 serial=$2 expect=$3 why=""
     if leaked "$serial" "$S/broker.log" >/dev/null; then why="the passphrase (or its hex/base64/base64url form) appears in a log"; fi
+    local leak
+    if [ -z "$why" ] && leak=$(leak_scan "$serial"); then why="leak scan: $leak"; fi
+    # A boot that mounted root must have saved /run and listed the keys (the leak scan saw something).
+    if [ -z "$why" ] && grep -qF "$MARKER" "$serial" && ! grep -qa 'CVM-UNLOCK-E2E: /run saved' "$serial"; then why="root did not save /run for the leak scan"; fi
     # With the ask-password hand-off the console agent shows the prompt while cvm-unlock answers it.
-    if [ -z "$why" ] && [ "$expect" != unlock-askpass ] && [ "$expect" != vtpm-first ] && grep -q 'Please enter passphrase' "$serial"; then why="systemd-cryptsetup prompted on the console"; fi
+    if [ -z "$why" ] && [ "$expect" != unlock-askpass ] && [ "$expect" != vtpm-first ] && [ "$expect" != vtpm-first-any ] && grep -q 'Please enter passphrase' "$serial"; then why="systemd-cryptsetup prompted on the console"; fi
     if [ -z "$why" ] && [ "$QEMU_RC" = 124 ]; then why="timed out after ${E2E_BOOT_TIMEOUT:-300} s"; fi
     if [ -z "$why" ] && [ "$QEMU_RC" = retry-missing ]; then why="the agent never saw the broker down (no failed attempt logged)"; fi
     if [ -z "$why" ]; then
         case $expect in
             unlock|unlock-askpass)
                 grep -qF "$MARKER" "$serial" || why="root was not mounted"
-                [ -z "$why" ] && ! grep -q 'cvm-unlock: unlocked 1 volume' "$serial" && why="the agent did not report the unlock"
+                [ -z "$why" ] && ! grep -qE 'cvm-unlock: unlocked [0-9]+ volume' "$serial" && why="the agent did not report the unlock"
                 [ -z "$why" ] && ! grep -q "cvm-unlock: live mappings checked: luks-$UUID as checked" "$serial" && why="after-unlock did not check the live mapping"
-                [ -z "$why" ] && [ "$expect" = unlock ] && ! grep -q 'cvm-unlock: live mappings checked: .*hand-off key revoked' "$serial" && why="after-unlock did not revoke the hand-off key"
+                # keyring.handoff "activate" (the default): the agent opened the volume itself (one KDF), so there is
+                # no hand-off key, and systemd-cryptsetup found the volume active; "keyring": the key was revoked.
+                [ -z "$why" ] && [ "$expect" = unlock ] && ! grep -q 'cvm-unlock: volume root: activated as luks-' "$serial" && ! grep -q 'cvm-unlock: live mappings checked: .*hand-off key revoked' "$serial" && why="the agent neither activated root nor had its hand-off key revoked"
                 ;;
             vtpm)
                 grep -qF "$MARKER" "$serial" || why="root was not mounted"
@@ -135,6 +156,11 @@ verdict() {
                 grep -qF "$MARKER" "$serial" || why="root was not mounted"
                 [ -z "$why" ] && ! grep -q 'cvm-unlock: converted tpm2-import token 0 (keyslot 1) into a systemd-tpm2 token' "$serial" && why="no conversion reported in the initramfs"
                 [ -z "$why" ] && ! grep -q 'cvm-unlock: unlocked 1 volume(s) from their converted vTPM tokens: root' "$serial" && why="the agent did not report the unlock from the converted token"
+                [ -z "$why" ] && grep -qE 'cvm-unlock: (attesting|waiting for a route)' "$serial" && why="the agent went to the network"
+                [ -z "$why" ] && ! grep -qa 'Finished.*systemd-cryptsetu' "$serial" && why="systemd-cryptsetup did not finish"
+                ;;
+            vtpm-first-any)
+                grep -qF "$MARKER" "$serial" || why="root was not mounted"
                 [ -z "$why" ] && grep -qE 'cvm-unlock: (attesting|waiting for a route)' "$serial" && why="the agent went to the network"
                 [ -z "$why" ] && ! grep -qa 'Finished.*systemd-cryptsetu' "$serial" && why="systemd-cryptsetup did not finish"
                 ;;
@@ -244,6 +270,7 @@ JSON
     # The owner's side: the guest vTPM's storage key and the calibrated PCRs → keyslot + tpm2-import token.
     seal_for_vtpm "$VTPM" "{\"bank\":\"sha256\",\"pcrs\":{\"4\":\"$pcr4\",\"7\":\"$pcr7\"}}" || true
     log "sealed for the guest vTPM: tokens now $(tokens)"
+    want 21 && cp --sparse=always "$ROOT_IMG" "$S/root-sealed.img"
 
     if want 6 || want 7 || want 8 || want 16; then
         boot_vtpm "$VTPM" "$S/serial-6.log" "$S/esp-a.img"
@@ -255,7 +282,15 @@ JSON
     if want 7 || want 8; then
         boot_vtpm "$VTPM" "$S/serial-7.log" "$S/esp-a.img"
         own=$(grep -o 'cvm-unlock: nothing to do: root unlocks.*elapsed_ms=[0-9]*' "$S/serial-7.log" | grep -o 'elapsed_ms=[0-9]*' | head -n1)
+        B7_SECS=$BOOT_SECS
         verdict "boot 7 (OVMF + vTPM, later boot, broker stopped: nothing to do, agent ${own:-time missing})" "$S/serial-7.log" vtpm
+    fi
+    if want 19; then
+        # The later boot again, its NIC sending into nothing (no DHCP answer ever): the token unlocks, and
+        # nothing in the boot waits for the network (compared with boot 7's time, when it ran).
+        E2E_NET=nodhcp boot_vtpm "$VTPM" "$S/serial-19.log" "$S/esp-a.img"
+        if [ -n "${B7_SECS:-}" ] && awk -v a="$BOOT_SECS" -v b="$B7_SECS" 'BEGIN { exit !(a > b + 30) }'; then EXTRA_WHY="it took ${BOOT_SECS} s against boot 7's ${B7_SECS} s: something waited for the network"; fi
+        verdict "boot 19 (OVMF + vTPM, later boot, a NIC with no DHCP answer: unlocks from the token, no network wait)" "$S/serial-19.log" vtpm
     fi
     build_uki_b() {
         t=$(now)
@@ -361,6 +396,39 @@ PY
         grep -qa 'no TPM to check systemd-tpm2 tokens against' "$S/serial-15.log" || EXTRA_WHY="the agent did not say there is no TPM"
         verdict "boot 15 (OVMF, the vTPM image without its vTPM: the broker unlocks)" "$S/serial-15.log" unlock-askpass
     fi
+    if want 21 && [ -f "$S/root-sealed.img" ]; then
+        # Real power loss in the first-boot conversion, on the root as the owner sealed it: one QEMU run that
+        # resets (system_reset: no shutdown, the guest's unflushed writes lost, the TPM reset) three times —
+        # (a) 1.5 s after the agent started, before anything is written; (b) as soon as the header holds the
+        # new systemd-tpm2 token beside the old tpm2-import one; (c) as soon as the conversion is complete,
+        # before root is mounted — then lets the fourth boot run to root.
+        cp --sparse=always "$S/root-sealed.img" "$S/root-21.img"
+        MON="$S/mon-21.sock"
+        (
+            img="$S/root-21.img" ser="$S/serial-21.log"
+            until [ -S "$MON" ] && [ -f "$ser" ]; do sleep 0.2; done
+            boots() { grep -ac 'Starting .*cvm-unlock\.servic' "$ser" 2>/dev/null || true; }
+            until [ "$(boots)" -ge 1 ]; do sleep 0.1; done
+            sleep 1.5; echo "reset a: header $(tokens_of "$img")" >> "$S/resets-21.log"; monitor "$MON" system_reset
+            until [ "$(boots)" -ge 2 ]; do sleep 0.1; done
+            until [ "$(tokens_of "$img")" = "systemd-tpm2,tpm2-import" ]; do sleep 0.05; done
+            monitor "$MON" system_reset; echo "reset b: header systemd-tpm2,tpm2-import" >> "$S/resets-21.log"
+            until [ "$(boots)" -ge 3 ]; do sleep 0.1; done
+            until [ "$(tokens_of "$img")" = "systemd-tpm2" ]; do sleep 0.05; done
+            grep -qF "$MARKER" "$ser" || { monitor "$MON" system_reset; echo "reset c: header systemd-tpm2" >> "$S/resets-21.log"; }
+        ) &
+        WATCH=$!; PIDS+=("$WATCH")
+        start_vtpm "$VTPM"
+        ROOT_IMG="$S/root-21.img" E2E_MONITOR="$MON" E2E_REBOOT=1 E2E_BOOT_TIMEOUT=600 run_qemu ovmf "$S/serial-21.log" -drive "file=$S/esp-a.img,if=none,id=esp,format=raw" -device virtio-blk-pci,drive=esp,bootindex=0
+        stop_vtpm
+        kill "$WATCH" 2>/dev/null || true; wait "$WATCH" 2>/dev/null || true
+        after=$(tokens_of "$S/root-21.img")
+        resets=$(grep -c '^reset' "$S/resets-21.log" 2>/dev/null || echo 0)
+        [ "$resets" -ge 2 ] || EXTRA_WHY="only $resets reset(s) happened"
+        [ -z "${EXTRA_WHY:-}" ] && [ "$after" != systemd-tpm2 ] && EXTRA_WHY="tokens after the power losses: $after (want systemd-tpm2 only)"
+        [ -z "${EXTRA_WHY:-}" ] && grep -q 'reset c' "$S/resets-21.log" && ! grep -qa 'finishing the interrupted conversion' "$S/serial-21.log" && EXTRA_WHY="no boot finished the interrupted conversion"
+        verdict "boot 21 (OVMF + vTPM, power loss in the first-boot conversion, $resets resets: $(sed -n 's/^reset \(.\): header \(.*\)/\1 at [\2]/p' "$S/resets-21.log" | tr '\n' ' '); then root mounted, tokens $after)" "$S/serial-21.log" vtpm-first-any
+    fi
 fi
 
 if want 9; then
@@ -372,6 +440,12 @@ if want 10; then
     # The host's disk: the real image until the agent has checked the header and is attesting, then the
     # same header with segment 0 under cipher_null over a plaintext ext4 whose init prints PLAIN_MARKER.
     PLAIN_MARKER='CVM-UNLOCK-E2E: the host plaintext root runs'
+    # With handoff "keyring": systemd-cryptsetup reads the header and activates (with "activate" the agent's own
+    # cryptsetup reads it at once, before the swap, and the host's header is never used).
+    KCONFDIR="$S/conf-keyring"
+    mkdir -p "$KCONFDIR" && cp "$CONFDIR/ca.pem" "$KCONFDIR/"
+    node -e 'const c=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); c.keyring.handoff="keyring"; require("fs").writeFileSync(process.argv[2], JSON.stringify(c))' "$CONFDIR/config.json" "$KCONFDIR/config.json"
+    overlay_config "$S/initrd.img" "$S/initrd-keyring.img" "$KCONFDIR"
     cp "$ROOT_IMG" "$S/root-10.img"
     cp "$ROOT_IMG" "$S/hostile.img"
     off=$("$BUN" test/e2e/host-swap-cipher.ts "$S/hostile.img")
@@ -383,7 +457,7 @@ if want 10; then
     start_broker
     env -i PATH="$PATH" sh -c 'until grep -qa "cvm-unlock: attesting" "$1" 2>/dev/null; do sleep 0.05; done; dd if="$2" of="$3" bs=1M conv=notrunc status=none' sh "$S/serial-10.log" "$S/hostile.img" "$S/root-10.img" &
     SWAPPER=$!; PIDS+=("$SWAPPER")
-    ROOT_IMG="$S/root-10.img" E2E_BOOT_TIMEOUT=200 run_qemu seabios "$S/serial-10.log" -kernel "$VMLINUZ" -initrd "$S/initrd.img" -append "$CMDLINE"
+    ROOT_IMG="$S/root-10.img" E2E_BOOT_TIMEOUT=200 run_qemu seabios "$S/serial-10.log" -kernel "$VMLINUZ" -initrd "$S/initrd-keyring.img" -append "$CMDLINE"
     kill "$SWAPPER" 2>/dev/null || true; wait "$SWAPPER" 2>/dev/null || true
     stop_broker
     verdict "boot 10 (SeaBIOS, the host swaps the segment cipher to cipher_null over a plaintext root after the header check → the live mapping check powers off)" "$S/serial-10.log" swapped
@@ -448,7 +522,7 @@ if want 14; then
     PCONFDIR="$S/conf-prod"
     mkdir -p "$PCONFDIR" && cp "$CONFDIR/ca.pem" "$PCONFDIR/"
     node -e 'const c=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); c.tee.allow_simulated=false; require("fs").writeFileSync(process.argv[2], JSON.stringify(c))' "$CONFDIR/config.json" "$PCONFDIR/config.json"
-    CONFDIR=$PCONFDIR build_image "$S/initrd-prod.img"
+    overlay_config "$S/initrd.img" "$S/initrd-prod.img" "$PCONFDIR"
     start_broker
     n=$(grep -c 'GET /kbs/v0/resource/.* 200' "$S/broker.log" || true)
     E2E_BOOT_TIMEOUT=150 run_qemu seabios "$S/serial-14.log" -kernel "$VMLINUZ" -initrd "$S/initrd-prod.img" -append "$CMDLINE"
@@ -473,7 +547,7 @@ if want 17; then
     node -e 'const c=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); c.tee={imds_url:process.argv[3]}; require("fs").writeFileSync(process.argv[2], JSON.stringify(c))' "$CONFDIR/config.json" "$AZDIR/config.json" "http://10.0.2.2:$IMDS_PORT"
     t=$(now)
     prepare_azure_vtpm "$S/vtpm-az" "$S/az"
-    CONFDIR=$AZDIR build_image "$S/initrd-az.img"
+    overlay_config "$S/initrd.img" "$S/initrd-az.img" "$AZDIR"
     log "Azure-like vTPM and its image ready in $(since "$t") s"
     env -i PATH="$PATH" CVM_UNLOCK_SHARED="${CVM_UNLOCK_SHARED:-$ROOT/../shared}" "$BUN" "$ROOT/test/helpers/fake-imds.ts" --listen "127.0.0.1:$IMDS_PORT" >>"$S/imds.log" 2>&1 &
     IMDS_PID=$!; PIDS+=("$IMDS_PID")
@@ -487,6 +561,103 @@ if want 17; then
     [ -z "${EXTRA_WHY:-}" ] && ! grep -q 'POST /kbs/v0/attest 200' "$S/broker.log" && EXTRA_WHY="the broker accepted no attestation"
     [ -z "${EXTRA_WHY:-}" ] && ! grep -q 'GET /metadata/THIM/amd/certification 200' "$S/imds.log" && EXTRA_WHY="the guest never took its VCEK from the metadata service"
     verdict "boot 17 (SeaBIOS, an Azure-like guest with only a vTPM: HCL report + TPM2_Quote evidence, the broker releases)" "$S/serial-17.log" unlock
+fi
+
+if want 18; then
+    # No network at all: the broker config waits for a route until its deadline (20 s here, tightened on the
+    # command line), then fails closed: the record on the console, the VM powers off.
+    start_broker
+    n=$(grep -c 'POST /kbs/v0/auth' "$S/broker.log" || true)
+    E2E_NET=none E2E_BOOT_TIMEOUT=200 run_qemu seabios "$S/serial-18.log" -kernel "$VMLINUZ" -initrd "$S/initrd.img" -append "$CMDLINE rd.cvm_unlock.deadline=20"
+    stop_broker
+    why=""
+    [ "$(grep -c 'POST /kbs/v0/auth' "$S/broker.log" || true)" != "$n" ] && why="the broker was reached"
+    [ -z "$why" ] && grep -qF "$MARKER" "$S/serial-18.log" && why="root was mounted"
+    [ -z "$why" ] && ! grep -q 'cvm-unlock: failure {.*"code":"BROKER_UNREACHABLE".*no network route appeared within the deadline' "$S/serial-18.log" && why="no failure record saying no route appeared"
+    [ -z "$why" ] && ! grep -qE 'reboot: Power down|Powering off' "$S/serial-18.log" && why="the VM did not power itself off"
+    [ -z "$why" ] && leaked "$S/serial-18.log" >/dev/null && why="the passphrase appears on the console"
+    [ "$QEMU_RC" = 124 ] && why="timed out"
+    if [ -z "$why" ]; then result "boot 18 (SeaBIOS, no network at all: fails closed inside the deadline, powers off)" PASS "record: no route within the deadline; ${BOOT_SECS} s"
+    else result "boot 18 (SeaBIOS, no network at all: fails closed inside the deadline, powers off)" FAIL "$why; ${BOOT_SECS} s"; tail -n 30 "$S/serial-18.log" | sed 's/^/    | /' >&2; fi
+fi
+
+if want 20; then
+    # The broker by a DNS name that has only an IPv6 address: in a network namespace of the test's own, a
+    # resolver on 127.0.0.1:53 (which QEMU's user network forwards the guest's queries to) answers AAAA
+    # fec0::2 — the host side of QEMU's IPv6 — and the broker listens on [::1] there. broker.nameservers puts
+    # QEMU's DNS address into the image's resolv.conf; its certificate names the DNS name.
+    if make_netns; then
+        N6=broker6.cvm-e2e.test
+        P6=$(free_port)
+        env -i PATH="$PATH" "$BUN" "$ROOT/tools/dev-broker/main.ts" init --state "$S/broker6" --host "$N6" >/dev/null
+        printf %s "$PASS_PHRASE" | env -i PATH="$PATH" "$BUN" "$ROOT/tools/dev-broker/main.ts" resource set --state "$S/broker6" e2e/luks/root 2>/dev/null
+        D6="$S/conf-dns"
+        mkdir -p "$D6" && cp "$S/broker6/ca.pem" "$D6/ca.pem"
+        node -e 'const c=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); c.broker={url:process.argv[3],ca:"ca.pem",nameservers:["10.0.2.3"]}; require("fs").writeFileSync(process.argv[2], JSON.stringify(c))' "$CONFDIR/config.json" "$D6/config.json" "https://$N6:$P6"
+        "$PKGROOT/usr/bin/cvm-unlock" debug config --config "$D6/config.json" --cmdline /dev/null --resolv-conf > "$D6/resolv.conf"
+        overlay_config "$S/initrd.img" "$S/initrd-dns.img" "$D6"
+        ip netns exec "$NETNS" env -i PATH="$PATH" "$BUN" "$ROOT/test/helpers/dns-server.ts" --listen 127.0.0.1:53 --record "$N6=AAAA:fec0::2" >>"$S/dns.log" 2>&1 &
+        PIDS+=("$!")
+        ip netns exec "$NETNS" env -i PATH="$PATH" "$BUN" "$ROOT/tools/dev-broker/main.ts" serve --state "$S/broker6" --dev --allow-tee sample --listen "[::1]:$P6" >>"$S/broker6.log" 2>&1 &
+        B6=$!; PIDS+=("$B6")
+        sleep 2
+        E2E_NETNS=$NETNS run_qemu seabios "$S/serial-20.log" -kernel "$VMLINUZ" -initrd "$S/initrd-dns.img" -append "$CMDLINE"
+        kill "$B6" 2>/dev/null || true; wait "$B6" 2>/dev/null || true
+        grep -q 'GET /kbs/v0/resource/e2e/luks/root 200' "$S/broker6.log" || EXTRA_WHY="the broker on [::1] released nothing"
+        [ -z "${EXTRA_WHY:-}" ] && ! grep -q 'dns: query from .*: 1 answer' "$S/dns.log" && EXTRA_WHY="no AAAA answer was given by the test's resolver"
+        verdict "boot 20 (SeaBIOS, the broker by a DNS name with only an IPv6 address: resolved through the test's resolver, reached over IPv6)" "$S/serial-20.log" unlock
+    else
+        result "boot 20 (broker by DNS name over IPv6)" FAIL "no network namespace could be made"
+    fi
+fi
+
+if want 22; then
+    # The root disk is not there at power-on; it is hotplugged (a PCIe root port, QEMU monitor) 20 s after the
+    # agent says it is waiting for it.
+    MON="$S/mon-22.sock"
+    start_broker
+    (
+        until [ -S "$MON" ] && grep -qa 'cvm-unlock: waiting for device' "$S/serial-22.log" 2>/dev/null; do sleep 0.2; done
+        date +%s > "$S/late-22.t0"; sleep 20
+        monitor "$MON" "drive_add 0 if=none,id=late,format=raw,file=$ROOT_IMG"
+        monitor "$MON" "device_add virtio-blk-pci,drive=late,bus=rp1,id=lateblk"
+        date +%s > "$S/late-22.t1"
+    ) &
+    WATCH=$!; PIDS+=("$WATCH")
+    E2E_NO_ROOT=1 E2E_MONITOR="$MON" run_qemu seabios "$S/serial-22.log" -device pcie-root-port,id=rp1,chassis=1 -kernel "$VMLINUZ" -initrd "$S/initrd.img" -append "$CMDLINE"
+    kill "$WATCH" 2>/dev/null || true; wait "$WATCH" 2>/dev/null || true
+    stop_broker
+    [ -f "$S/late-22.t1" ] || EXTRA_WHY="the disk was never hotplugged (the agent did not say it was waiting)"
+    verdict "boot 22 (SeaBIOS, the root disk appears 20 s after the agent started waiting: unlocks)" "$S/serial-22.log" unlock
+fi
+
+if want 23; then
+    # Three volumes in one attestation: root, a data volume (both unlocked by systemd-cryptsetup from the one
+    # hand-off) and a third whose released passphrase opens no keyslot, marked required: false — root and data
+    # come up, and the result names the third.
+    DATA_PASS="e2e-data-$(head -c 12 /dev/urandom | base64 | tr -d '/+=')"
+    truncate -s 24M "$S/data.img" "$S/bad.img"
+    printf %s "$DATA_PASS" | cryptsetup luksFormat --type luks2 --batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file=- "$S/data.img"
+    printf %s "the-right-one" | cryptsetup luksFormat --type luks2 --batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file=- "$S/bad.img"
+    DUUID=$(cryptsetup luksUUID "$S/data.img"); BUUID=$(cryptsetup luksUUID "$S/bad.img")
+    printf %s "$DATA_PASS" | env -i PATH="$PATH" "$BUN" "$ROOT/tools/dev-broker/main.ts" resource set --state "$S/broker" e2e/luks/data 2>/dev/null
+    printf %s "not-the-right-one" | env -i PATH="$PATH" "$BUN" "$ROOT/tools/dev-broker/main.ts" resource set --state "$S/broker" e2e/luks/bad 2>/dev/null
+    SECRET_FORMS+=("$DATA_PASS")
+    D3="$S/conf-three"
+    mkdir -p "$D3" && cp "$CONFDIR/ca.pem" "$D3/"
+    node -e 'const c=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); c.volumes.push({name:"data",device:"UUID="+process.argv[3],resource:"e2e/luks/data"},{name:"scratch",device:"UUID="+process.argv[4],resource:"e2e/luks/bad",required:false}); require("fs").writeFileSync(process.argv[2], JSON.stringify(c))' "$CONFDIR/config.json" "$D3/config.json" "$DUUID" "$BUUID"
+    overlay_config "$S/initrd.img" "$S/initrd-three.img" "$D3"
+    start_broker
+    n=$(grep -c 'POST /kbs/v0/attest 200' "$S/broker.log" || true)
+    run_qemu seabios "$S/serial-23.log" -drive "file=$S/data.img,if=none,id=data,format=raw" -device virtio-blk-pci,drive=data -drive "file=$S/bad.img,if=none,id=bad,format=raw" -device virtio-blk-pci,drive=bad \
+        -kernel "$VMLINUZ" -initrd "$S/initrd-three.img" -append "$CMDLINE rd.luks.uuid=$DUUID rd.luks.options=$DUUID=tries=1,timeout=150s"
+    stop_broker
+    attests=$(( $(grep -c 'POST /kbs/v0/attest 200' "$S/broker.log" || true) - n ))
+    grep -qa "CVM-UNLOCK-E2E: mapper .*luks-$DUUID" "$S/serial-23.log" || EXTRA_WHY="the data volume is not open in root"
+    [ -z "${EXTRA_WHY:-}" ] && ! grep -qa 'cvm-unlock: volume scratch is not required (config)' "$S/serial-23.log" && EXTRA_WHY="the agent did not name the volume whose passphrase opens nothing"
+    [ -z "${EXTRA_WHY:-}" ] && [ "$attests" != 1 ] && EXTRA_WHY="$attests attestations (want one for all volumes)"
+    [ -z "${EXTRA_WHY:-}" ] && ! grep -qa 'cvm-unlock: unlocked 2 volume(s) through the broker: root, data' "$S/serial-23.log" && EXTRA_WHY="the agent did not report root and data unlocked"
+    verdict "boot 23 (SeaBIOS, root + data in one attestation, a third volume whose passphrase opens nothing is named and left)" "$S/serial-23.log" unlock
 fi
 
 if want 12; then

@@ -6,9 +6,11 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 PIDS=()
+NETNS=""
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [ -n "$NETNS" ]; then ip netns del "$NETNS" 2>/dev/null || true; rm -rf "/etc/netns/$NETNS"; fi
     if [ "${E2E_KEEP:-0}" = 1 ]; then log "scratch kept: $S"; else rm -rf "$S"; fi
 }
 
@@ -121,7 +123,7 @@ make_root_image() {
     local img=$1 pass=$2 r="$S/rootfs" f
     mkdir -p "$r"/{bin,sbin,etc,proc,sys,dev,run,tmp,efi,usr/bin,var/lib}
     cp /bin/busybox "$r/bin/busybox"
-    for a in sh mount umount echo cat grep head sync poweroff mkdir ls od tar dd; do ln -sf busybox "$r/bin/$a"; done
+    for a in sh mount umount echo cat grep head sync poweroff mkdir ls od tar dd tr sed; do ln -sf busybox "$r/bin/$a"; done
     cp "$PKGROOT/usr/bin/cvm-unlock" "$r/usr/bin/cvm-unlock"
     cp /usr/sbin/cryptsetup "$r/sbin/cryptsetup"
     for f in $(ldd /usr/sbin/cryptsetup "$PKGROOT/usr/bin/cvm-unlock" | grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
@@ -150,6 +152,7 @@ if [ -f /efi/cvm-e2e/job.sh ]; then
     echo "CVM-UNLOCK-E2E: job exit $?" >/dev/console
 fi
 grep -q ' /efi ' /proc/mounts && umount /efi
+echo "CVM-UNLOCK-E2E: mapper $(ls /dev/mapper 2>/dev/null | tr '\n' ' ')" >/dev/console
 # The leak scan (#15): the hand-off key must be gone (revoked) once root runs; /run as the initramfs left it
 # (its journal, the agent's files, the /proc samples of the test image) goes to the host on the leak disk.
 grep -h ' user .*cryptsetup' /proc/keys 2>/dev/null | sed 's/^/CVM-UNLOCK-E2E: key /' >/dev/console
@@ -330,9 +333,19 @@ esp_put() {
 # $1: seabios|ovmf, $2: serial log; the rest: the boot media arguments.
 run_qemu() {
     local fw=$1 serial=$2; shift 2
-    local args=(-machine q35,accel=tcg -cpu max -smp 2 -m "${E2E_MEM:-1024}" -nographic -nodefaults -serial stdio
-        -monitor none -no-reboot -netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile=
-        -drive "file=$ROOT_IMG,if=none,id=root,format=raw" -device virtio-blk-pci,drive=root)
+    # Knobs: E2E_NET (user: QEMU's user network with DHCP; none: no NIC; nodhcp: a NIC whose packets go nowhere),
+    # E2E_MONITOR (a monitor socket path), E2E_REBOOT=1 (a reset or reboot restarts the VM instead of ending QEMU),
+    # E2E_NO_ROOT=1 (no root disk at start: the test hotplugs it), E2E_NETNS (run QEMU in that network namespace).
+    local net
+    case ${E2E_NET:-user} in
+        user) net=(-netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile=) ;;
+        none) net=(-nic none) ;;
+        nodhcp) net=(-netdev "socket,id=n0,udp=127.0.0.1:9,localaddr=127.0.0.1:$(free_port)" -device virtio-net-pci,netdev=n0,romfile=) ;;
+    esac
+    local args=(-machine q35,accel=tcg -cpu max -smp 2 -m "${E2E_MEM:-1024}" -nographic -nodefaults -serial stdio "${net[@]}")
+    if [ -n "${E2E_MONITOR:-}" ]; then args+=(-monitor "unix:$E2E_MONITOR,server,nowait"); else args+=(-monitor none); fi
+    [ "${E2E_REBOOT:-0}" = 1 ] || args+=(-no-reboot)
+    [ "${E2E_NO_ROOT:-0}" = 1 ] || args+=(-drive "file=$ROOT_IMG,if=none,id=root,format=raw" -device virtio-blk-pci,drive=root)
     # The leak disk: the booted root writes the initramfs's /run onto it (after an 8-byte mark) for leak_scan.
     LEAK_IMG="$serial.leak"
     rm -f "$LEAK_IMG" && truncate -s 64M "$LEAK_IMG" && printf CVM-LEAK | dd of="$LEAK_IMG" conv=notrunc status=none
@@ -346,7 +359,8 @@ run_qemu() {
         args+=(-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd -drive "if=pflash,format=raw,unit=1,file=$vars")
     fi
     local t0; t0=$(now)
-    timeout "${E2E_BOOT_TIMEOUT:-300}" qemu-system-x86_64 "${args[@]}" "$@" \
+    local ns=(); [ -n "${E2E_NETNS:-}" ] && ns=(ip netns exec "$E2E_NETNS")
+    "${ns[@]}" timeout "${E2E_BOOT_TIMEOUT:-300}" qemu-system-x86_64 "${args[@]}" "$@" \
         -drive "file=$LEAK_IMG,if=none,id=leak,format=raw" -device virtio-blk-pci,drive=leak </dev/null >"$serial" 2>"$serial.err" &
     local qpid=$!
     PIDS+=("$qpid")
@@ -373,3 +387,36 @@ leak_scan() {
     done
     return 1
 }
+
+# A command to the QEMU monitor at socket $1 (e.g. system_reset, device_add …).
+monitor() {
+    python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); time.sleep(0.1); s.recv(4096)
+s.sendall(sys.argv[2].encode() + b"\n"); time.sleep(0.3); s.close()' "$1" "$2"
+}
+
+# A config variant of a built SeaBIOS initramfs without another dracut run (~40 s each): $1 the base image,
+# $2 the output, $3 a config folder (config.json, its PEM and .pub files, resolv.conf if any), appended as a
+# second cpio archive whose files replace the first's (the kernel unpacks concatenated archives in order).
+# Only for variants whose module-setup output is the same (the units, drop-ins and crypttab come from the base).
+overlay_config() {
+    local base=$1 out=$2 conf=$3 d="$S/overlay.d"
+    rm -rf "$d" && mkdir -p "$d/etc/cvm-unlock"
+    cp "$conf"/config.json "$d/etc/cvm-unlock/"
+    for f in "$conf"/*.pem "$conf"/*.pub; do [ -f "$f" ] && cp "$f" "$d/etc/cvm-unlock/"; done
+    [ -f "$conf/resolv.conf" ] && cp "$conf/resolv.conf" "$d/etc/resolv.conf"
+    cp "$base" "$out"
+    truncate -s "%512" "$out"
+    (cd "$d" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) >> "$out"
+}
+
+# A network namespace of this run's own (NETNS, removed by cleanup) with loopback up and its own resolv.conf
+# naming 127.0.0.1: QEMU's user network started in it forwards the guest's DNS queries there.
+make_netns() {
+    NETNS="cvme2e$$"
+    ip netns add "$NETNS" && ip -n "$NETNS" link set lo up || { log "cannot create a network namespace"; NETNS=""; return 1; }
+    mkdir -p "/etc/netns/$NETNS" && echo "nameserver 127.0.0.1" > "/etc/netns/$NETNS/resolv.conf"
+}
+
+# The token types of a LUKS2 image, sorted and comma-separated (empty while the header is mid-write).
+tokens_of() { cryptsetup luksDump --dump-json-metadata "$1" 2>/dev/null | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{console.log(Object.values(JSON.parse(s).tokens).map(t=>t.type).sort().join(","))}catch{}})'; }

@@ -26,7 +26,7 @@ describe("config", () => {
   it("fills defaults", () => {
     const c = parseConfig(base(), "t.json");
     expect(c.deadline_s).toBe(300);
-    expect(c.keyring).toEqual({ keyring: "@u", key: "cryptsetup", timeout_s: 120, handoff: "keyring" });
+    expect(c.keyring).toEqual({ keyring: "@u", key: "cryptsetup", timeout_s: 120, handoff: "activate" });
     expect(c.tee).toEqual({ allow_simulated: false, vmpl: 0, provider: "auto", imds_url: "http://169.254.169.254" });
     expect(c.on_failure).toBe("poweroff");
     expect(c.tpm).toEqual({ device: "/dev/tpmrm0", tokens: false });
@@ -72,7 +72,7 @@ describe("config", () => {
     expect(parseConfig({ ...base(), tpm: { tokens: true }, keyring: { handoff: "ask-password" } }, "t").keyring.handoff).toBe("ask-password");
     expect(parseConfig({ ...base(), tpm: { tokens: true } }, "t").keyring.handoff).toBe("ask-password");
     expect(parseConfig({ volumes: [{ name: "root", device: "/dev/vda2" }], tpm: { tokens: true } }, "t").keyring.handoff).toBe("ask-password");
-    expect(parseConfig(base(), "t").keyring.handoff).toBe("keyring");
+    expect(parseConfig(base(), "t").keyring.handoff).toBe("activate");
   });
 
   it("reports every problem at once", () => {
