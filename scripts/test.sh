@@ -32,7 +32,7 @@ rm -f "$report"
 
 if [ "${CVM_UNLOCK_E2E:-1}" != 0 ] && [ $# -eq 0 ]; then
   e2e_log=$(mktemp)
-  timeout 1800 bash test/e2e/boot.sh 2>&1 | tee "$e2e_log"
+  timeout 2400 bash test/e2e/boot.sh 2>&1 | tee "$e2e_log"
   [ "${PIPESTATUS[0]}" = 0 ] || rc=1
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$e2e_log" | tail -n 1)
   if [ -n "$line" ]; then

@@ -335,7 +335,8 @@ run_qemu() {
     local fw=$1 serial=$2; shift 2
     # Knobs: E2E_NET (user: QEMU's user network with DHCP; none: no NIC; nodhcp: a NIC whose packets go nowhere),
     # E2E_MONITOR (a monitor socket path), E2E_REBOOT=1 (a reset or reboot restarts the VM instead of ending QEMU),
-    # E2E_NO_ROOT=1 (no root disk at start: the test hotplugs it), E2E_NETNS (run QEMU in that network namespace).
+    # E2E_NO_ROOT=1 (no root disk at start: the test hotplugs it), E2E_NETNS (run QEMU in that network namespace),
+# E2E_STDIN (what the serial console reads: a fifo the test writes to; default nothing).
     local net
     case ${E2E_NET:-user} in
         user) net=(-netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile=) ;;
@@ -361,7 +362,7 @@ run_qemu() {
     local t0; t0=$(now)
     local ns=(); [ -n "${E2E_NETNS:-}" ] && ns=(ip netns exec "$E2E_NETNS")
     "${ns[@]}" timeout "${E2E_BOOT_TIMEOUT:-300}" qemu-system-x86_64 "${args[@]}" "$@" \
-        -drive "file=$LEAK_IMG,if=none,id=leak,format=raw" -device virtio-blk-pci,drive=leak </dev/null >"$serial" 2>"$serial.err" &
+        -drive "file=$LEAK_IMG,if=none,id=leak,format=raw" -device virtio-blk-pci,drive=leak <"${E2E_STDIN:-/dev/null}" >"$serial" 2>"$serial.err" &
     local qpid=$!
     PIDS+=("$qpid")
     wait "$qpid" && QEMU_RC=0 || QEMU_RC=$?
