@@ -22,10 +22,11 @@ const ESP_FLAGS = [
 const EFIVARS_FLAG = { name: "efivars", value: "DIR", help: "the UEFI variables (default /sys/firmware/efi/efivars)" };
 const TRIAL_FLAG = { name: "trial-record", value: "PATH", help: "the pending trial boot's record (default /var/lib/cvm-unlock/trial.json)" };
 /** Power-loss tests only: the production binary has no such flag (CVM_UNLOCK_TEST_BUILD is false there). */
-const isTestBuild = typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD;
-const testFault = (steps: string) => (isTestBuild ? [{ name: "fault-at", value: "STEP", help: `TEST BUILD ONLY: SIGKILL itself after ${steps}` }] : []);
+// The condition is written out in each: the build's --define makes it a constant the minifier folds, so the
+// production binary holds not even these flags' names.
+const testFault = (steps: string) => ((typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) ? [{ name: "fault-at", value: "STEP", help: `TEST BUILD ONLY: SIGKILL itself after ${steps}` }] : []);
 /** Leak-scan tests only: seal a secret the test knows, so it can look for its forms everywhere. */
-const testSecret = () => (isTestBuild ? [{ name: "secret-file", value: "FILE", help: "TEST BUILD ONLY: seal these 32 bytes instead of fresh random ones" }] : []);
+const testSecret = () => ((typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) ? [{ name: "secret-file", value: "FILE", help: "TEST BUILD ONLY: seal these 32 bytes instead of fresh random ones" }] : []);
 
 const KEYRING_FLAGS = [
   { name: "keyring", value: "@u|@s", help: "keyring (default @u; selfcheck: @s)" },

@@ -38,7 +38,7 @@ export async function resealVolumes(ctx: Context, next: NextBoot, dryRun: boolea
     for (const d of devices) {
       // With the config: a volume no token of which unseals now gets its passphrase from the broker instead.
       const v = volumes?.get(d);
-      const released = eff && v?.resource !== undefined ? async () => (await import("./unlock-broker.js")).fetchPassphrase(ctx, eff, v) : undefined;
+      const released = eff && v?.resource !== undefined ? async () => (await import("./unlock-broker.js")).fetchPassphrase(ctx, eff, v, tpm) : undefined;
       results.push(await resealDevice(d, await readLuksHeaderFile(d), tpm, { log: ctx.log, eventlog, next, srk, dryRun, released }));
     }
   } finally {

@@ -57,7 +57,7 @@ export function readPcrValues(path: string): { bank: string; values: Map<number,
 
 /** Test builds only (--secret-file): the leak scans must know the sealed secret to look for it. */
 function testSecret(path: unknown): Uint8Array | undefined {
-  if (!(typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) || typeof path !== "string") return undefined;
+  if (typeof path !== "string") return undefined;
   const b = new Uint8Array(readFileSync(path));
   if (b.length !== 32) throw new CvmError("USAGE", "--secret-file: expected 32 bytes");
   return b;
@@ -76,7 +76,8 @@ export const seal: Runner = async (ctx) => {
   const slot = freeKeyslot(header, image);
   const existing = new Uint8Array(readFileSync(0));
   if (existing.length === 0) throw new CvmError("USAGE", "seal --enroll reads an existing passphrase of the image from stdin");
-  const secret = Secret.adopt(testSecret(ctx.flags["secret-file"]) ?? crypto.getRandomValues(new Uint8Array(32)));
+  const given = (typeof CVM_UNLOCK_TEST_BUILD !== "undefined" && CVM_UNLOCK_TEST_BUILD) ? testSecret(ctx.flags["secret-file"]) : undefined;
+  const secret = Secret.adopt(given ?? crypto.getRandomValues(new Uint8Array(32)));
   const policy = tokenPolicyDigest(bank, values, false);
   const blobs = await makeImportBlobs(srk, policy, secret);
   const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");

@@ -173,10 +173,10 @@ async function rescueReseal(ctx: Context, eff: Effective, deps: UnlockDeps, targ
 
 /** One volume's passphrase through the broker path (attestation, the released JWE), inside the config's
  *  deadline: for reseal on the booted system when no token unseals. The caller wipes it. */
-export async function fetchPassphrase(ctx: Context, eff: Effective, volume: Volume): Promise<Secret> {
+export async function fetchPassphrase(ctx: Context, eff: Effective, volume: Volume, tpm?: Tpm): Promise<Secret> {
   const config = eff.config;
   const deadline = new Deadline(config.deadline_s);
-  const provider = await chooseProvider(providerEnv(eff, ctx, deadline));
+  const provider = await chooseProvider(providerEnv(eff, ctx, deadline, tpm));
   const brokers = brokersOf(config, brokerTransport(eff, ctx), deadline);
   ctx.log.info("no token unseals now: asking the broker", { volume: volume.name, broker: brokers.map((b) => b.url).join(", ") });
   const got = await fetchResources({ brokers, provider, deadline, log: ctx.log, trace: ctx.trace }, [volume.resource!]);
@@ -185,7 +185,7 @@ export async function fetchPassphrase(ctx: Context, eff: Effective, volume: Volu
 
 /** Everything the evidence providers need from the config: the TEE settings, the TPM (a paravisor's vTPM),
  *  the instance metadata service, and the deadline they stay inside. */
-export function providerEnv(eff: Effective, ctx: Context, deadline?: Deadline): ProviderEnv & { allowSimulated: boolean; pin: ProviderPin } {
+export function providerEnv(eff: Effective, ctx: Context, deadline?: Deadline, lent?: Tpm): ProviderEnv & { allowSimulated: boolean; pin: ProviderPin } {
   const tee = eff.config.tee;
   return {
     allowSimulated: tee.allow_simulated,
@@ -194,8 +194,10 @@ export function providerEnv(eff: Effective, ctx: Context, deadline?: Deadline): 
     log: ctx.log,
     native: ctx.native,
     tpm: async () => {
+      if (lent) return { tpm: lent, release: () => {} };
       try {
-        return new Tpm(await openTpm(eff.config.tpm.device, ctx.native));
+        const tpm = new Tpm(await openTpm(eff.config.tpm.device, ctx.native));
+        return { tpm, release: () => tpm.transport.close() };
       } catch {
         return undefined;
       }

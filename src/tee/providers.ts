@@ -31,13 +31,22 @@ export interface ProviderEnv {
   tsm?: { fs: TsmFs; root: string };
   /** The TDX CC event log (default /sys/firmware/acpi/tables/data/CCEL under root). */
   ccelPath?: string;
-  /** Opens the TPM (the config's tpm.device), or undefined when there is none: the vTPM provider's. */
-  tpm?: () => Promise<Tpm | undefined>;
+  /** The TPM (the config's tpm.device) for the vTPM provider, or undefined when there is none: opened for the
+   *  call and released after it (or a caller's open TPM, lent: a swtpm serves one connection at a time). */
+  tpm?: () => Promise<TpmLease | undefined>;
   /** The instance metadata service (tee.imds_url) and the HTTP transport to it. */
   imds?: { transport: Transport; baseUrl: string };
   /** Time left in the caller's deadline (the vTPM refresh wait and the metadata service stay inside it). */
   remainingMs?: () => number;
 }
+
+export interface TpmLease {
+  tpm: Tpm;
+  release(): void;
+}
+
+/** A TPM that does not answer the HCL report probe within this long is taken as no paravisor's vTPM. */
+const PROBE_MS = 5000;
 
 /** tee.provider: "auto" tries them in order; any other value pins one. */
 export type ProviderPin = "auto" | "configfs-tsm" | "sev-guest" | "vtpm" | "simulated";
@@ -104,13 +113,13 @@ export function vtpmProvider(env: ProviderEnv, tee: VtpmTee): EvidenceProvider {
     async evidence(digest) {
       if (!env.imds) throw new CvmError("CONFIG", "vTPM evidence needs the instance metadata service (tee.imds_url)");
       const imds: ImdsDeps = { ...env.imds, remainingMs };
-      const tpm = await env.tpm?.();
-      if (!tpm) throw new CvmError("TEE", "the vTPM is gone: cannot open the TPM for vTPM evidence");
+      const lease = await env.tpm?.();
+      if (!lease) throw new CvmError("TEE", "the vTPM is gone: cannot open the TPM for vTPM evidence");
       let parts;
       try {
-        parts = await collectVtpmParts(tpm, digest, { remainingMs, log: env.log });
+        parts = await collectVtpmParts(lease.tpm, digest, { remainingMs, log: env.log });
       } finally {
-        tpm.transport.close();
+        lease.release();
       }
       if (tee === "az-snp-vtpm") {
         vcek ??= fetchVcek(imds);
@@ -136,17 +145,24 @@ export interface ProviderChoice {
 }
 
 async function vtpmKind(env: ProviderEnv, found: string[]): Promise<VtpmTee | undefined> {
-  const tpm = await env.tpm?.();
-  if (!tpm) {
+  const lease = await env.tpm?.();
+  if (!lease) {
     found.push("vTPM: no TPM device");
     return undefined;
   }
+  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    const hcl = await detectHclReport(tpm);
+    const timeout = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), PROBE_MS)));
+    const hcl = await Promise.race([detectHclReport(lease.tpm), timeout]);
+    if (hcl === "timeout") {
+      found.push(`vTPM: the TPM did not answer within ${PROBE_MS / 1000} s`);
+      return undefined;
+    }
     found.push(hcl ? `vTPM: an HCL report (${hcl.tee}, ${hcl.size} bytes) in NV index 0x01400001` : "vTPM: a TPM without an HCL report in NV index 0x01400001 (not a paravisor's vTPM)");
     return hcl?.tee;
   } finally {
-    tpm.transport.close();
+    clearTimeout(timer);
+    lease.release();
   }
 }
 

@@ -110,5 +110,6 @@ describe("seal --secret-file (test build only, for the leak scans)", () => {
     expect(opens(img, secret.toString("base64"))).toBe(true);
     const p = spawnSync(BIN, args, { input: "owner-recovery", encoding: "utf8", env });
     expect([p.status, p.stderr]).toEqual([2, expect.stringMatching(/unknown flag --secret-file/)]);
+    expect(readFileSync(BIN).includes("secret-file")).toBe(false); // not even its name is in the production binary
   });
 });

@@ -63,7 +63,8 @@ const envFor = (spec: string, imdsUrl = imds.url): ProviderEnv & { allowSimulate
   allowSimulated: false,
   tpm: async () => {
     const m = /port=(\d+)/.exec(spec)!;
-    return new Tpm(await swtpmTransport("127.0.0.1", Number(m[1])));
+    const tpm = new Tpm(await swtpmTransport("127.0.0.1", Number(m[1])));
+    return { tpm, release: () => tpm.transport.close() };
   },
   imds: { transport: fetchTransport(undefined), baseUrl: imdsUrl },
   remainingMs: () => 30_000,
