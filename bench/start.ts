@@ -11,7 +11,7 @@ const agent = join(root, "dist/cvm-unlock");
 const dir = mkdtempSync(join(tmpdir(), "bench-start-"));
 writeFileSync(join(dir, "hello.ts"), 'console.log("hello");\n');
 const hello = join(dir, "hello");
-const b = spawnSync(join(root, "node_modules/.bin/bun"), ["build", "--compile", "--splitting", "--minify", "--sourcemap=none", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", "--outfile", hello, join(dir, "hello.ts")], { encoding: "utf8" });
+const b = spawnSync(join(root, "node_modules/.bin/bun"), ["build", "--compile", "--bytecode", "--format=esm", "--splitting", "--minify", "--sourcemap=none", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", "--outfile", hello, join(dir, "hello.ts")], { encoding: "utf8" });
 if (b.status !== 0) throw new Error(b.stderr);
 
 const N = Number(process.env.BENCH_RUNS ?? 21);

@@ -26,7 +26,7 @@ measure() {
 JSON
   env -i "$PWD/dist/cvm-unlock" unlock --config "$W/config.json" --cmdline /dev/null --json | grep -q '"status":"nothing-to-do"' || { echo "P3 setup: unlock did not report nothing to do" >&2; return 1; }
   hyperfine --style none -N --warmup 3 --runs "$((RUNS * 2))" --export-json "$W/p3.json" \
-    -n bare "$PWD/dist/cvm-unlock --version" -n nothing-to-do "env -i $PWD/dist/cvm-unlock unlock --config $W/config.json --cmdline /dev/null" >/dev/null 2>&1
+    -n bare "env -i $PWD/dist/cvm-unlock --version" -n nothing-to-do "env -i $PWD/dist/cvm-unlock unlock --config $W/config.json --cmdline /dev/null" >/dev/null 2>&1
 }
 with_vtpm_tcp "$W/tpm" measure
 node -e '
