@@ -127,6 +127,21 @@ leaked() {
     return 1
 }
 
+# closed_why SERIAL — why a boot that must fail closed did not (nothing when it did): root mounted, the VM
+# not powered off, the passphrase on the console, or the boot timed out.
+closed_why() {
+    if grep -qF "$MARKER" "$1"; then echo "root was mounted"
+    elif ! grep -qE 'reboot: Power down|Powering off' "$1"; then echo "the VM did not power itself off"
+    elif leaked "$1" >/dev/null; then echo "the passphrase (or an encoding of it) appears on the console"
+    elif [ "$QEMU_RC" = 124 ]; then echo "timed out"
+    fi
+}
+# report NAME SERIAL WHY DETAIL — PASS when WHY is empty, else FAIL with the console's tail.
+report() {
+    if [ -z "$3" ]; then result "$1" PASS "$4"
+    else result "$1" FAIL "$3; $4"; tail -n 40 "$2" | sed 's/^/    | /' >&2; fi
+}
+
 # verdict NAME SERIAL EXPECT(unlock|poweroff) — prints PASS/FAIL with the reason
 verdict() {
     local name=$1 serial=$2 expect=$3 why=""
@@ -240,7 +255,7 @@ fi
 
 # The booted root mounts the ESP and efivarfs for the update jobs: the initramfs loads these and they stay.
 ROOT_DRIVERS="vfat nls_cp437 nls_ascii nls_utf8 efivarfs"
-if want 5 || want 6 || want 7 || want 8 || want 15 || want 16 || want 19 || want 21; then
+if want 5 || want 6 || want 7 || want 8 || want 15 || want 16 || want 19 || want 21 || want 24; then
     # The vTPM image: same broker and volume, ask-password hand-off (systemd-cryptsetup 252 never reads the
     # keyring after its TPM try), tpm.tokens; no rd.luks.options, so the module's crypttab applies.
     VCONFDIR="$S/conf-vtpm"
@@ -293,7 +308,7 @@ JSON
     fi
     if want 7 || want 8; then
         boot_vtpm "$VTPM" "$S/serial-7.log" "$S/esp-a.img"
-        own=$(grep -o 'cvm-unlock: nothing to do: root unlocks.*elapsed_ms=[0-9]*' "$S/serial-7.log" | grep -o 'elapsed_ms=[0-9]*' | head -n1)
+        own=$(grep -o 'cvm-unlock: nothing to do: root unlocks.*elapsed_ms=[0-9]*' "$S/serial-7.log" | grep -o 'elapsed_ms=[0-9]*' | sed -n 1p)
         B7_SECS=$BOOT_SECS
         verdict "boot 7 (OVMF + vTPM, later boot, broker stopped: nothing to do, agent ${own:-time missing})" "$S/serial-7.log" vtpm
     fi
@@ -367,14 +382,9 @@ PY
         esp_put "$ESP_T" "$S/uki-d.efi" /EFI/Linux/uki-c.efi
         job "$finalize_job"
         boot_t 16d
-        why=""
-        grep -qF "$MARKER" "$S/serial-16d.log" && why="a root was mounted by a UKI whose prediction was wrong"
+        why=$(closed_why "$S/serial-16d.log")
         [ -z "$why" ] && ! grep -qa 'cvm_unlock_e2e=wrong' "$S/serial-16d.log" && why="the trial boot did not run UKI D"
-        [ -z "$why" ] && ! grep -qE 'reboot: Power down|Powering off' "$S/serial-16d.log" && why="the VM did not power itself off"
-        [ -z "$why" ] && leaked "$S/serial-16d.log" >/dev/null && why="the passphrase appears in the log"
-        [ "$QEMU_RC" = 124 ] && why="timed out"
-        if [ -z "$why" ]; then result "boot 16d (a trial UKI whose prediction is wrong, broker stopped: no unlock, powers off)" PASS "boot ${BOOT_SECS} s"
-        else result "boot 16d (a trial UKI whose prediction is wrong, broker stopped: no unlock, powers off)" FAIL "$why; boot ${BOOT_SECS} s"; tail -n 40 "$S/serial-16d.log" | sed 's/^/    | /' >&2; fi
+        report "boot 16d (a trial UKI whose prediction is wrong, broker stopped: no unlock, powers off)" "$S/serial-16d.log" "$why" "boot ${BOOT_SECS} s"
 
         # 16e: the next boot is the default again (UKI B), its token still works; finalize keeps everything.
         boot_t 16e
@@ -531,14 +541,10 @@ if want 14; then
     E2E_BOOT_TIMEOUT=150 run_qemu seabios "$S/serial-14.log" -kernel "$VMLINUZ" -initrd "$S/initrd-prod.img" -append "$CMDLINE"
     released=$(( $(grep -c 'GET /kbs/v0/resource/.* 200' "$S/broker.log" || true) - n ))
     stop_broker
-    why=""
-    [ "$released" != 0 ] && why="the broker released the passphrase"
-    [ -z "$why" ] && leaked "$S/serial-14.log" >/dev/null && why="the passphrase (or an encoding of it) appears on the console"
-    [ -z "$why" ] && grep -qF "$MARKER" "$S/serial-14.log" && why="root was mounted"
+    why=$(closed_why "$S/serial-14.log")
+    [ -z "$why" ] && [ "$released" != 0 ] && why="the broker released the passphrase"
     [ -z "$why" ] && ! grep -q 'cvm-unlock: failure {.*"code":"TEE".*no TEE found' "$S/serial-14.log" && why="no failure record saying there is no TEE"
-    [ -z "$why" ] && ! grep -qE 'reboot: Power down|Powering off' "$S/serial-14.log" && why="the VM did not power itself off"
-    if [ -z "$why" ]; then result "boot 14 (SeaBIOS, production config: no TEE → fails closed)" PASS "powered off, record: no TEE; ${BOOT_SECS} s"
-    else result "boot 14 (SeaBIOS, production config: no TEE → fails closed)" FAIL "$why"; tail -n 40 "$S/serial-14.log" | sed 's/^/    | /' >&2; fi
+    report "boot 14 (SeaBIOS, production config: no TEE → fails closed)" "$S/serial-14.log" "$why" "powered off, record: no TEE; ${BOOT_SECS} s"
 fi
 
 if want 17; then
@@ -573,15 +579,10 @@ if want 18; then
     n=$(grep -c 'POST /kbs/v0/auth' "$S/broker.log" || true)
     E2E_NET=none E2E_BOOT_TIMEOUT=200 run_qemu seabios "$S/serial-18.log" -kernel "$VMLINUZ" -initrd "$S/initrd.img" -append "$CMDLINE rd.cvm_unlock.deadline=20"
     stop_broker
-    why=""
-    [ "$(grep -c 'POST /kbs/v0/auth' "$S/broker.log" || true)" != "$n" ] && why="the broker was reached"
-    [ -z "$why" ] && grep -qF "$MARKER" "$S/serial-18.log" && why="root was mounted"
+    why=$(closed_why "$S/serial-18.log")
+    [ -z "$why" ] && [ "$(grep -c 'POST /kbs/v0/auth' "$S/broker.log" || true)" != "$n" ] && why="the broker was reached"
     [ -z "$why" ] && ! grep -q 'cvm-unlock: failure {.*"code":"BROKER_UNREACHABLE".*no network route appeared within the deadline' "$S/serial-18.log" && why="no failure record saying no route appeared"
-    [ -z "$why" ] && ! grep -qE 'reboot: Power down|Powering off' "$S/serial-18.log" && why="the VM did not power itself off"
-    [ -z "$why" ] && leaked "$S/serial-18.log" >/dev/null && why="the passphrase appears on the console"
-    [ "$QEMU_RC" = 124 ] && why="timed out"
-    if [ -z "$why" ]; then result "boot 18 (SeaBIOS, no network at all: fails closed inside the deadline, powers off)" PASS "record: no route within the deadline; ${BOOT_SECS} s"
-    else result "boot 18 (SeaBIOS, no network at all: fails closed inside the deadline, powers off)" FAIL "$why; ${BOOT_SECS} s"; tail -n 30 "$S/serial-18.log" | sed 's/^/    | /' >&2; fi
+    report "boot 18 (SeaBIOS, no network at all: fails closed inside the deadline, powers off)" "$S/serial-18.log" "$why" "record: no route within the deadline; ${BOOT_SECS} s"
 fi
 
 if want 20; then
@@ -674,10 +675,11 @@ if want 24; then
     #       KDFs) on 24a's keyslot, in 1024 MiB (systemd-cryptsetup mlocks all its memory: at 512 MiB it is
     #       OOM-killed where the agent's cryptsetup is not)
     uptime_of() { sed -n 's/.*CVM-UNLOCK-E2E: root mounted at uptime \([0-9.]*\)s.*/\1/p' "$1" | head -n1; }
-    argon_root() { # $1 image, $2 memory KiB → the keyslot's parameters on stdout
+    argon_root() { # $1 image, $2 memory KiB → the keyslot's parameters on stdout (awk reads to the end: an early
+        # exit would kill luksDump with SIGPIPE, which pipefail turns into the script's exit)
         cp --sparse=always "$ROOT_IMG" "$1"
         printf %s "$PASS_PHRASE" | cryptsetup luksConvertKey --batch-mode --key-slot 0 --pbkdf argon2id --pbkdf-memory "$2" --key-file=- "$1"
-        cryptsetup luksDump "$1" | awk '/^  0: luks2/{k=1} k&&/Time cost/{t=$3} k&&/Memory:/{print "argon2id, " int($2/1024) " MiB, time cost " t; exit}'
+        cryptsetup luksDump "$1" | awk '/^  0: luks2/{k=1} k&&/Time cost/{t=$3} k&&!done&&/Memory:/{print "argon2id, " int($2/1024) " MiB, time cost " t; done=1}'
     }
     k256=$(argon_root "$S/root-argon.img" 262144)
     k128=$(argon_root "$S/root-argon-128.img" 131072)
@@ -686,10 +688,8 @@ if want 24; then
     verdict "boot 24a (SeaBIOS, 512 MiB, cryptsetup's default keyslot for it [$k256], handoff activate: one KDF, root at $(uptime_of "$S/serial-24a.log") s)" "$S/serial-24a.log" unlock
     ROOT_IMG="$S/root-argon-128.img" E2E_MEM=384 run_qemu seabios "$S/serial-24b.log" -kernel "$VMLINUZ" -initrd "$S/initrd.img" -append "$CMDLINE"
     verdict "boot 24b (SeaBIOS, 384 MiB, an argon2id keyslot that fits beside the initramfs [$k128], handoff activate, root at $(uptime_of "$S/serial-24b.log") s)" "$S/serial-24b.log" unlock
-    if [ -f "$S/esp-a.img" ]; then
-        ROOT_IMG="$S/root-argon.img" run_qemu ovmf "$S/serial-24c.log" -drive "file=$S/esp-a.img,if=none,id=esp,format=raw" -device virtio-blk-pci,drive=esp,bootindex=0
-        verdict "boot 24c (OVMF, the vTPM image without its vTPM on [$k256]: the broker through ask-password, two KDFs, root at $(uptime_of "$S/serial-24c.log") s)" "$S/serial-24c.log" unlock-askpass
-    fi
+    ROOT_IMG="$S/root-argon.img" run_qemu ovmf "$S/serial-24c.log" -drive "file=$S/esp-a.img,if=none,id=esp,format=raw" -device virtio-blk-pci,drive=esp,bootindex=0
+    verdict "boot 24c (OVMF, the vTPM image without its vTPM on [$k256]: the broker through ask-password, two KDFs, root at $(uptime_of "$S/serial-24c.log") s)" "$S/serial-24c.log" unlock-askpass
     stop_broker
 fi
 

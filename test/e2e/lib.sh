@@ -24,7 +24,7 @@ free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1
 # ~5 s). Prints the tree's root.
 kernel_tree() {
     local cache=${E2E_CACHE:-/var/cache/cvm-unlock-e2e} pkg root ver
-    pkg=$(apt-cache depends "$1" | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+    pkg=$(apt-cache depends "$1" | awk '!p && /Depends: linux-image-[0-9]/{print $2; p=1}')
     [ -n "$pkg" ] || { log "no $1 in the apt lists"; return 1; }
     root="$cache/$pkg-$3"
     if [ ! -f "$root/.ready" ]; then

@@ -1,0 +1,138 @@
+// Power loss outside QEMU: runs of the production `convert` on swtpm (200 in all, in two test files so that
+// vitest's two workers share them), each SIGKILLed from outside at a random moment (a fixed seed, so a failure
+// can be replayed) together with the cryptsetup it may be running
+// (its whole process group: a power cut stops both; killing the agent alone left an orphaned cryptsetup
+// writing the header while the checks read it), each followed by the checks a real power cut needs: the
+// recovery passphrase still opens the volume; a kill before the new token's write began left the header
+// byte-identical (one during the write leaves a torn copy, which the other copy stands in for, as cryptsetup
+// does); a working token remains (the untouched tpm2-import one, or a systemd-tpm2 token
+// systemd 252's own plugin unlocks); a rerun completes and leaves exactly the systemd-tpm2 token.
+import { spawn, spawnSync } from "node:child_process";
+import { copyFileSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseLuks2 } from "../../src/luks/header.js";
+import { Tpm } from "../../src/tpm/commands.js";
+import { swtpmTransport } from "../../src/tpm/transport.js";
+import { BIN, requireBin, tempDir } from "./bin.js";
+import { FIXTURES, fixtureText, headerFile } from "./fixtures.js";
+import { opens } from "./luks.js";
+import { pluginUnlocks } from "./plugin.js";
+import { startSwtpm, type Swtpm } from "./swtpm.js";
+
+const env = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" };
+const SRK = join(FIXTURES, "tpm2-import/srk.pub");
+const recovery = fixtureText("tpm2-import/recovery-passphrase.txt");
+
+/** mulberry32: a small seeded generator, so the kill moments are the same on every run. */
+function rng(seed: number) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Does any process of this group still exist (kill(-pgid, 0) finds one)? */
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The suite: `runs` kills from the seeded generator `seed`, on a swtpm of its own. */
+export function convertKillSuite(runs: number, seed: number): void {
+  let sw: Swtpm;
+  beforeAll(async () => {
+    requireBin();
+    sw = await startSwtpm();
+    const t = new Tpm(await swtpmTransport("127.0.0.1", sw.port));
+    await t.pcrExtend(7, "sha256", Buffer.from(JSON.parse(fixtureText("pcr.json")).extend[0], "hex"));
+    t.transport.close();
+  });
+  afterAll(async () => {
+    await sw?.stop();
+  });
+
+  /** swtpm has no resource manager: what a dead process left loaded is flushed, as the kernel's would. */
+  async function flushAll() {
+    const t = new Tpm(await swtpmTransport("127.0.0.1", sw.port));
+    try {
+      for (const h of [...(await t.handles(0x80000000)), ...(await t.handles(0x02000000)), ...(await t.handles(0x03000000))]) await t.flush(h);
+    } finally {
+      t.transport.close();
+    }
+  }
+
+  const convert = (img: string) => ["convert", "--device", img, "--tpm-device", sw.spec, "--srk", SRK, "--run-dir", `${img}.run`];
+  const types = (img: string) => parseLuks2(new Uint8Array(readFileSync(img))).tokens.map((t) => t.type).sort();
+
+  describe("convert killed at random moments (SIGKILL from outside)", () => {
+    it(`${runs} runs: every one leaves a volume that opens, and a rerun completes`, async () => {
+      const next = rng(seed);
+      const pristine = headerFile("tpm2-import");
+      const original = readFileSync(pristine);
+      // How long a whole conversion takes here (the fastest of five, the first ones are cold), to spread the kills over it.
+      const times: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const t0 = performance.now();
+        expect(spawnSync(BIN, convert(headerFile("tpm2-import")), { env }).status).toBe(0);
+        times.push(performance.now() - t0);
+      }
+      const full = Math.min(...times);
+      const outcomes = { before: 0, torn: 0, between: 0, after: 0, finished: 0 };
+      const dir = tempDir(`kill-${seed}-`);
+      for (let run = 0; run < runs; run++) {
+        const img = join(dir, `r${run}.img`);
+        copyFileSync(pristine, img);
+        const delay = next() * full;
+        const child = spawn(BIN, convert(img), { env, stdio: "ignore", detached: true }); // its own process group
+        const done = new Promise<string | null>((r) => child.on("exit", (_c, sig) => r(sig)));
+        await new Promise((r) => setTimeout(r, delay));
+        try {
+          process.kill(-child.pid!, "SIGKILL"); // the agent and its cryptsetup, as a power cut would
+        } catch {
+          /* already exited: the group is gone */
+        }
+        const sig = await done;
+        // The agent's exit comes first; a cryptsetup of its group can still be finishing the write it was in.
+        // Wait until the whole group is gone, so the checks below read one settled state.
+        for (let i = 0; i < 500 && groupAlive(child.pid!); i++) await new Promise((r) => setTimeout(r, 10));
+        expect(groupAlive(child.pid!), `run ${run}: the killed process group is gone`).toBe(false);
+        await flushAll();
+        const where = `run ${run} (killed after ${delay.toFixed(0)} ms, ${sig ?? "finished"})`;
+        expect(opens(img, recovery), `${where}: the recovery passphrase`).toBe(true);
+        const t = types(img);
+        const copies = parseLuks2(new Uint8Array(readFileSync(img))).copies;
+        if (t.join() === "tpm2-import" && !(copies.primary && copies.secondary)) {
+          outcomes.torn++; // killed while cryptsetup wrote the header: the intact copy is the old header
+        } else if (t.join() === "tpm2-import") {
+          const now = readFileSync(img);
+          const diff = [...now.keys()].filter((i) => now[i] !== original[i]);
+          expect(diff.length === 0, `${where}: the header before the new token (seqid ${parseLuks2(new Uint8Array(now)).seqid}; ${diff.length} bytes differ, ${diff[0]}..${diff[diff.length - 1]})`).toBe(true);
+          outcomes.before++;
+        } else if (t.join() === "systemd-tpm2,tpm2-import") {
+          expect(pluginUnlocks(img, sw.port), `${where}: the new token opens`).toBe(true);
+          outcomes.between++;
+        } else {
+          expect(t, where).toEqual(["systemd-tpm2"]);
+          if (sig === null) outcomes.finished++;
+          else outcomes.after++;
+        }
+        const again = spawnSync(BIN, convert(img), { env, encoding: "utf8" });
+        expect(again.status, `${where}: the rerun: ${again.stderr}`).toBe(0);
+        expect(types(img), `${where}: after the rerun`).toEqual(["systemd-tpm2"]);
+        if (run % 20 === 0) expect(pluginUnlocks(img, sw.port), `${where}: systemd's plugin after the rerun`).toBe(true);
+      }
+      // The kills landed on both sides of the header write, not only before or after it.
+      expect(outcomes.before).toBeGreaterThan(10);
+      expect(outcomes.between + outcomes.after).toBeGreaterThan(2);
+      expect(outcomes.before + outcomes.torn + outcomes.between + outcomes.after + outcomes.finished).toBe(runs);
+      console.log(`convert killed ${runs} times (seed ${seed}): ${JSON.stringify(outcomes)} (one conversion ≈ ${full.toFixed(0)} ms)`);
+    }, 600_000);
+  });
+}
