@@ -5,8 +5,11 @@
 # Both read a secret over loopback and prove it opens a keyslot (clevis: cryptsetup --test-passphrase in
 # clevis luks pass; ours: the same before the keyring hand-off — no device-mapper here, so no activation).
 # Twice: an image whose keyslots use pbkdf2 at 1000 iterations (the protocols' own cost; target ours <= 0.5x
-# clevis), and one made with cryptsetup's default KDF (argon2id sized to this machine, ~2 s per keyslot, for
-# both tools' keyslots), where the KDF is most of either run.
+# clevis), and one whose broker keyslot has cryptsetup's default KDF (argon2id sized to this machine, ~2 s).
+# clevis luks bind always adds its own keyslot with pbkdf2 at 1000 iterations (its passphrase is random), so
+# the second line compares a KDF-bound run of ours with a cheap one of clevis: it shows what the default KDF
+# costs on a random passphrase, which a cheap keyslot (as clevis makes, and systemd-cryptenroll for its tokens)
+# does not need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${BENCH_RUNS:-20}
@@ -67,7 +70,7 @@ JSON
 }
 run_pair "$work/disk.img" pbkdf2 "$RUNS"
 run_pair "$work/disk-default.img" default "${BENCH_KDF_RUNS:-6}"
-kdf=$(cryptsetup luksDump "$work/disk-default.img" | awk '/^  0: luks2/{k=1} k&&/Time cost/{t=$3} k&&/Memory:/{m=$2; print "argon2id, time cost " t ", " int(m/1024) " MiB"; exit}')
+kdf=$(cryptsetup luksDump "$work/disk-default.img" | awk '/^  0: luks2/{k=1} k&&/Time cost/{t=$3} k&&!done&&/Memory:/{m=$2; print "argon2id, time cost " t ", " int(m/1024) " MiB"; done=1}')
 node -e '
   const load = (f) => Object.fromEntries(JSON.parse(require("fs").readFileSync(f, "utf8")).results.map((x) => [x.command, x.median * 1000]));
   const m = load(process.argv[1]), d = load(process.argv[2]);
@@ -76,5 +79,5 @@ node -e '
   console.log(`  peer: clevis luks pass, tang on 127.0.0.1 (socat), clevis slot priority=prefer (its best setup)`);
   console.log(`  ours: cvm-unlock unlock, dev broker on 127.0.0.1 over TLS, simulated TEE, keyslot proven, key in a session keyring`);
   console.log(`  pbkdf2, 1000 iterations (${process.argv[3]} runs): clevis ${m.clevis.toFixed(1)} ms   cvm-unlock ${m["cvm-unlock"].toFixed(1)} ms   ratio ${ratio.toFixed(2)}x   (target <= 0.5x: ${ratio <= 0.5 ? "meets target" : "MISSES target"})`);
-  console.log(`  cryptsetup default KDF, ${process.argv[5]} (${process.argv[4]} runs): clevis ${d.clevis.toFixed(0)} ms   cvm-unlock ${d["cvm-unlock"].toFixed(0)} ms   ratio ${rd.toFixed(2)}x (one KDF each: it is most of either run)`);
+  console.log(`  broker keyslot with the cryptsetup default KDF, ${process.argv[5]} (${process.argv[4]} runs): clevis ${d.clevis.toFixed(0)} ms   cvm-unlock ${d["cvm-unlock"].toFixed(0)} ms   ratio ${rd.toFixed(2)}x (ours runs the KDF of the argon2id keyslot; the keyslot clevis adds is pbkdf2 at 1000 iterations)`);
 ' "$work/h-pbkdf2.json" "$work/h-default.json" "$RUNS" "${BENCH_KDF_RUNS:-6}" "$kdf"
