@@ -110,6 +110,8 @@ export function parseLuks2(img: Uint8Array): LuksHeader {
 }
 
 const obj = (v: unknown, what: string): Record<string, any> => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, any>) : bad(`${what} is not an object`));
+/** A JSON scalar as text; anything else (an object whose toString the host chose) is a typed error. */
+const text = (v: unknown, what: string): string => (typeof v === "string" ? v : typeof v === "number" ? String(v) : bad(`${what} is not a string`));
 const strs = (v: unknown, what: string): string[] => (Array.isArray(v) && v.every((x) => typeof x === "string") ? (v as string[]) : bad(`${what} is not an array of strings`));
 
 export function luksModel(j: unknown): Pick<LuksHeader, "keyslots" | "tokens" | "segments" | "digests"> {
@@ -133,11 +135,11 @@ export function luksModel(j: unknown): Pick<LuksHeader, "keyslots" | "tokens" | 
   });
   const segments = Object.entries(obj(root.segments, "segments")).map(([id, s]) => {
     const o = obj(s, `segment ${id}`);
-    return { id, type: String(o.type), offset: String(o.offset), size: String(o.size), encryption: typeof o.encryption === "string" ? o.encryption : undefined, sectorSize: typeof o.sector_size === "number" ? o.sector_size : undefined };
+    return { id, type: text(o.type, `segment ${id}.type`), offset: text(o.offset, `segment ${id}.offset`), size: text(o.size, `segment ${id}.size`), encryption: typeof o.encryption === "string" ? o.encryption : undefined, sectorSize: typeof o.sector_size === "number" ? o.sector_size : undefined };
   });
   const digests = Object.entries(obj(root.digests, "digests")).map(([id, d]) => {
     const o = obj(d, `digest ${id}`);
-    return { id, type: String(o.type), keyslots: strs(o.keyslots, `digest ${id}.keyslots`), segments: strs(o.segments, `digest ${id}.segments`) };
+    return { id, type: text(o.type, `digest ${id}.type`), keyslots: strs(o.keyslots, `digest ${id}.keyslots`), segments: strs(o.segments, `digest ${id}.segments`) };
   });
   return { keyslots, tokens, segments, digests };
 }

@@ -117,7 +117,7 @@ describe("az-snp-vtpm evidence (Trustee's real sample)", () => {
   });
 
   it("malformed evidence is a typed TEE error", async () => {
-    for (const bad of [{}, { ...evidence, version: 3 }, { ...evidence, version: undefined }, { ...evidence, tpm_quote: { ...evidence.tpm_quote, pcrs: "x" } }, { ...evidence, vcek: undefined }]) {
+    for (const bad of [{}, { ...evidence, version: 3 }, { ...evidence, version: undefined }, { ...evidence, version: { toString: false } }, { ...evidence, version: [2] }, { ...evidence, tpm_quote: { ...evidence.tpm_quote, pcrs: "x" } }, { ...evidence, vcek: undefined }]) {
       expect((thrown(() => parseAzVtpm(bad, "az-snp-vtpm")) as CvmError).code).toBe("TEE");
     }
     expect((thrown(() => parseAzVtpm(evidence, "az-tdx-vtpm")) as CvmError).message).toMatch(/td_quote/);

@@ -1,7 +1,7 @@
 // The LUKS2 reader against real headers made by cryptsetup 2.6 and systemd-cryptenroll 252.
 import { describe, expect, it } from "vitest";
 import { CvmError } from "../../src/errors.js";
-import { parseLuks2 } from "../../src/luks/header.js";
+import { luksModel, parseLuks2 } from "../../src/luks/header.js";
 import { fixtureText, headerBytes } from "../helpers/fixtures.js";
 
 describe("LUKS2 header reader", () => {
@@ -39,5 +39,27 @@ describe("LUKS2 header reader", () => {
     expect(() => parseLuks2(img)).toThrow(/no valid header copy.*checksum mismatch/);
     expect(() => parseLuks2(new Uint8Array(65536))).toThrow(CvmError);
     expect(() => parseLuks2(headerBytes("systemd-tpm2").subarray(0, 5000))).toThrow(/truncated/);
+  });
+
+  it("JSON values that are objects where text belongs are typed errors, not the host's toString", () => {
+    const j = { keyslots: {}, tokens: {}, segments: { "0": { type: "crypt", offset: "16777216", size: "dynamic" } }, digests: {} };
+    expect(luksModel(j).segments[0]).toMatchObject({ type: "crypt", offset: "16777216", size: "dynamic" });
+    for (const [where, patch] of [
+      ["segment 0.type", (m: any) => (m.segments["0"].type = { toString: false })],
+      ["segment 0.offset", (m: any) => (m.segments["0"].offset = { valueOf: 1, toString: 2 })],
+      ["digest 0.type", (m: any) => (m.digests["0"] = { type: ["pbkdf2"], keyslots: [], segments: [] })],
+    ] as const) {
+      const m = structuredClone(j);
+      patch(m);
+      const e = (() => {
+        try {
+          luksModel(m);
+        } catch (err) {
+          return err;
+        }
+      })();
+      expect(e, where).toBeInstanceOf(CvmError);
+      expect((e as CvmError).message).toContain(`${where} is not a string`);
+    }
   });
 });

@@ -49,11 +49,13 @@ export function parseAzVtpm(j: unknown, tee: VtpmTee): AzVtpmEvidence {
   const e = j as AzVtpmEvidence;
   const q = e?.tpm_quote;
   const collateral = tee === "az-snp-vtpm" ? "vcek" : "td_quote";
-  if (!e || typeof e !== "object" || ![1, 2].includes(Number(e.version)) || !q || typeof q !== "object" || typeof q.signature !== "string" || typeof q.message !== "string" || !Array.isArray(q.pcrs) || typeof e.hcl_report !== "string" || typeof e[collateral] !== "string") {
+  // Only a number or a numeric string is converted: Number() of a hostile object calls its toString/valueOf.
+  const version = typeof e?.version === "number" || typeof e?.version === "string" ? Number(e.version) : NaN;
+  if (!e || typeof e !== "object" || ![1, 2].includes(version) || !q || typeof q !== "object" || typeof q.signature !== "string" || typeof q.message !== "string" || !Array.isArray(q.pcrs) || typeof e.hcl_report !== "string" || typeof e[collateral] !== "string") {
     return bad(tee, `expected version 1 or 2 with tpm_quote {signature, message, pcrs}, hcl_report and ${collateral}`);
   }
   if (q.pcrs.length > 24) bad(tee, `${q.pcrs.length} PCR values (24 at most)`);
-  return e;
+  return { ...e, version };
 }
 
 /** Which vTPM evidence a JSON object is, by its collateral field. */
