@@ -1,7 +1,7 @@
 // bench/start: the agent's start cost against a compiled hello-world built the same way, same run.
 // Prints wall time, peak RSS and file size, and the ratios against the targets of the foundation issue.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fmt, measure, median, verdict } from "./lib.js";
@@ -22,6 +22,7 @@ const a = measure([agent, "--version"], N);
 const hw = median(h.wallMs), aw = median(a.wallMs);
 const hr = median(h.rssKiB) / 1024, ar = median(a.rssKiB) / 1024;
 const hs = statSync(hello).size / 2 ** 20, as = statSync(agent).size / 2 ** 20;
+rmSync(dir, { recursive: true, force: true });
 
 console.log(`bench/start — ${N} runs each, medians; peer: compiled hello-world (same bun, same flags)`);
 console.log(`  wall   hello ${fmt(hw)} ms   agent --version ${fmt(aw)} ms   ratio ${fmt(aw / hw, 2)}x   (target <= 2x: ${verdict(aw / hw <= 2)})`);

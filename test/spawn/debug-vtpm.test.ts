@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Tpm } from "../../src/tpm/commands.js";
 import { swtpmTransport } from "../../src/tpm/transport.js";
-import { requireBin, runBin } from "../helpers/bin.js";
+import { requireBin, runBin, tempDir } from "../helpers/bin.js";
 import { fixtureBytes, fixtureText, headerFile } from "../helpers/fixtures.js";
 import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
 
@@ -51,8 +51,8 @@ describe("debug luks / debug tpm", () => {
   });
 
   it("debug tpm --srk-out writes the storage key the owner's fixture tooling sealed to, byte for byte", async () => {
-    const { mkdtempSync, readFileSync } = await import("node:fs");
-    const out = `${mkdtempSync("/tmp/srk-")}/srk.pub`;
+    const { readFileSync } = await import("node:fs");
+    const out = `${tempDir("srk-")}/srk.pub`;
     const r = await runAsync(["debug", "tpm", "--tpm-device", sw.spec, "--srk-out", out, "--json"]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.json.srk.file).toBe(out);
