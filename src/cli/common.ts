@@ -1,5 +1,4 @@
 // Shared by the commands that read the config: file + kernel command line → Effective.
-import { readFileSync } from "node:fs";
 import { applyCmdline } from "../config/cmdline.js";
 import { DEFAULT_CONFIG_PATH, parseConfig, readConfigFile, resolveCa, resolveSrk, type Effective } from "../config/config.js";
 import { CvmError } from "../errors.js";
@@ -7,6 +6,7 @@ import type { Volume } from "../config/config.js";
 import { waitFor, type Deadline } from "../flow/deadline.js";
 import { faultAt, type Fault } from "../flow/fault.js";
 import { deviceExists, devicePath } from "../luks/cryptsetup.js";
+import { readFileBytes, readFileText } from "../native/files.js";
 import { pinnedStorageKey } from "../tpm/keys.js";
 import type { Context } from "./command.js";
 
@@ -16,7 +16,7 @@ export function loadEffective(ctx: Context): Effective {
   const cmdlinePath = typeof ctx.flags.cmdline === "string" ? ctx.flags.cmdline : "/proc/cmdline";
   let cmdline = "";
   try {
-    cmdline = readFileSync(cmdlinePath, "utf8");
+    cmdline = readFileText(cmdlinePath);
   } catch (e) {
     if (ctx.flags.cmdline !== undefined) throw new CvmError("CONFIG", `cannot read kernel command line ${cmdlinePath} (${(e as NodeJS.ErrnoException).code})`);
   }
@@ -31,7 +31,7 @@ export function loadEffective(ctx: Context): Effective {
 /** The bytes of a file a flag names; an unreadable one is a usage error naming the flag. */
 export function readFlagFile(flag: string, path: string): Uint8Array {
   try {
-    return new Uint8Array(readFileSync(path));
+    return readFileBytes(path);
   } catch (e) {
     throw new CvmError("USAGE", `${flag} ${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? "error"})`);
   }

@@ -1,10 +1,11 @@
 // Runs one command: builds the logger (stderr, plus kmsg inside an initramfs), parses its flags, runs it,
 // prints the result, and maps any error to its exit code — writing the failure record for boot steps.
-import { existsSync, openSync, writeSync } from "node:fs";
 import { asCvmError, CvmError } from "../errors.js";
 import { RunTrace } from "../flow/run.js";
 import { DEFAULT_RUN_DIR, makeFailureRecord, reportFailure } from "../log/failure.js";
 import { kmsgSink, Logger, stderrSink, type Sink } from "../log/logger.js";
+import { normalJit } from "../jit.js";
+import { exists, openAppender } from "../native/files.js";
 import { loadNative } from "../native/index.js";
 import type { Native } from "../native/types.js";
 import { VERSION } from "../version.js";
@@ -23,16 +24,20 @@ export interface RunIo {
 
 function openKmsg(): Sink | undefined {
   try {
-    const fd = openSync("/dev/kmsg", "w");
-    return kmsgSink((rec) => void writeSync(fd, rec));
+    return kmsgSink(openAppender("/dev/kmsg"));
   } catch {
     return undefined;
   }
 }
 
 export async function runCommand(command: Command, parsed: Parsed, io: RunIo): Promise<number> {
+  const native = io.native ?? loadNative;
+  // A boot step opens the libc seam first: it needs it (no core dumps, the keyring), and its files then go
+  // through it rather than node:fs (src/native/files.ts). Where there is none (Node), the step reports that.
+  if (command.boot) await native().catch(() => undefined);
+  else normalJit();
   const log = new Logger("info", [stderrSink(io.stderr), ...(io.sinks ?? [])]);
-  if (io.inInitramfs ?? existsSync("/etc/initrd-release")) {
+  if (io.inInitramfs ?? exists("/etc/initrd-release")) {
     const k = openKmsg();
     if (k) log.addSink(k);
   }
@@ -47,7 +52,7 @@ export async function runCommand(command: Command, parsed: Parsed, io: RunIo): P
     env: io.env,
     trace,
     runDir,
-    native: io.native ?? loadNative,
+    native,
     print: (t) => void (!json && io.stdout(t + "\n")),
   };
   try {

@@ -1,6 +1,6 @@
 // Loading the config: JSON file → schema → cross-field rules → CA resolved → kernel command line applied.
-import { readFileSync } from "node:fs";
 import { CvmError } from "../errors.js";
+import { readFileBytes, readFileText } from "../native/files.js";
 import type { Level } from "../log/logger.js";
 import type { TpmtPublic } from "../tpm/marshal.js";
 import { CONFIG_SCHEMA, validate } from "./schema.js";
@@ -49,12 +49,10 @@ export interface Effective {
 export function readConfigFile(path: string): unknown {
   let text: string;
   try {
-    const buf = readFileSync(path);
-    if (buf.length > MAX_CONFIG_BYTES) throw new CvmError("CONFIG", `config ${path}: larger than ${MAX_CONFIG_BYTES} bytes`);
-    text = buf.toString("utf8");
+    text = readFileText(path, MAX_CONFIG_BYTES);
   } catch (e) {
-    if (e instanceof CvmError) throw e;
     const code = (e as NodeJS.ErrnoException).code ?? "error";
+    if (code === "EFBIG") throw new CvmError("CONFIG", `config ${path}: larger than ${MAX_CONFIG_BYTES} bytes`);
     throw new CvmError("CONFIG", `config ${path}: cannot read (${code})`, { path });
   }
   try {
@@ -115,7 +113,7 @@ export function resolveCa(ca: string, configPath: string): string {
   const path = ca.startsWith("/") ? ca : `${configPath.replace(/[^/]*$/, "") || "./"}${ca}`;
   let pem: string;
   try {
-    pem = readFileSync(path, "utf8");
+    pem = readFileText(path);
   } catch (e) {
     throw new CvmError("CONFIG", `broker.ca: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? "error"})`);
   }
@@ -128,7 +126,7 @@ export function resolveSrk(srk: string, configPath: string): Uint8Array {
   if (/^[A-Za-z0-9+/]{40,}={0,2}$/.test(srk)) return new Uint8Array(Buffer.from(srk, "base64"));
   const path = srk.startsWith("/") ? srk : `${configPath.replace(/[^/]*$/, "") || "./"}${srk}`;
   try {
-    return new Uint8Array(readFileSync(path));
+    return readFileBytes(path);
   } catch (e) {
     throw new CvmError("CONFIG", `tpm.srk: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? "error"})`);
   }

@@ -1,7 +1,7 @@
 // The failure record: what failed, where, why, after how many attempts and how long — never a secret.
 // Written to <run-dir>/last-failure.json (0600) and printed as one line "cvm-unlock: failure {…}" on
 // stderr and kmsg, so it survives on the serial console after the VM powers off.
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { writeFileReplacing } from "../native/files.js";
 import { ERROR_CODES, type CvmError } from "../errors.js";
 import type { Logger } from "./logger.js";
 import { scrubSecrets } from "./secret.js";
@@ -48,11 +48,7 @@ export function reportFailure(record: FailureRecord, runDir: string, log: Logger
   const json = scrubSecrets(JSON.stringify(record));
   log.raw("error", FAILURE_PREFIX + json);
   try {
-    mkdirSync(runDir, { recursive: true, mode: 0o700 });
-    const tmp = `${runDir}/.${FAILURE_FILE}.tmp`;
-    writeFileSync(tmp, json + "\n", { mode: 0o600 });
-    renameSync(tmp, `${runDir}/${FAILURE_FILE}`);
-    return `${runDir}/${FAILURE_FILE}`;
+    return writeFileReplacing(runDir, FAILURE_FILE, json + "\n", 0o600);
   } catch (e) {
     log.warn("cannot write the failure record file", { dir: runDir, error: (e as NodeJS.ErrnoException).code ?? String(e) });
     return undefined;

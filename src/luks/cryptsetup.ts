@@ -1,9 +1,9 @@
 // The LUKS side of the broker path: find the volume's block device, and prove a passphrase opens one of
 // its keyslots with `cryptsetup open --test-passphrase --key-file=-` (passphrase on stdin only; nothing
 // is activated, so no device-mapper is needed).
-import { existsSync } from "node:fs";
 import { CvmError } from "../errors.js";
 import type { Secret } from "../log/secret.js";
+import { exists } from "../native/files.js";
 import { spawnWithStdin } from "../proc.js";
 import { dmUuidIsLuks, listDm } from "./mapping.js";
 
@@ -21,7 +21,7 @@ function udevEscape(s: string): string {
   return s.replace(/[^A-Za-z0-9#+\-.:=@_]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
-export const deviceExists = (path: string): boolean => existsSync(path);
+export const deviceExists = (path: string): boolean => exists(path);
 
 /** Is the LUKS volume with this UUID open (a dm-crypt mapping made by libcryptsetup, whatever its name)?
  *  libcryptsetup names the mapping's dm UUID CRYPT-<type>-<uuid without dashes>-<name>. */

@@ -2,6 +2,7 @@
 // secondary at hdr_size), each checked against its SHA-256 checksum; the valid copy with the highest seqid
 // wins. The JSON becomes a typed model of keyslots, tokens, segments and digests. Writes never happen here:
 // they go through cryptsetup itself.
+import { openRandom, type RandomReader } from "../native/files.js";
 import { sha256 } from "../hash.js";
 import { CvmError } from "../errors.js";
 import { bytes, layout, parse } from "../tee/layout.js";
@@ -146,33 +147,28 @@ export function luksModel(j: unknown): Pick<LuksHeader, "keyslots" | "tokens" | 
 
 /** Reads just enough of a device or image file for both header copies (at most 8 MiB). */
 export async function readLuksHeaderFile(path: string): Promise<LuksHeader> {
-  const { openSync, readSync, closeSync, fstatSync } = await import("node:fs");
-  let fd: number;
+  let f: RandomReader;
   try {
-    fd = openSync(path, "r");
+    f = openRandom(path);
   } catch (e) {
     throw new CvmError("LUKS", `cannot open ${path} (${(e as NodeJS.ErrnoException).code})`);
   }
   try {
-    const limit = fstatSync(fd).isBlockDevice() ? 8 << 20 : Math.min(fstatSync(fd).size, 8 << 20);
-    const readAt = (buf: Uint8Array, from: number) => {
-      let got = 0;
-      while (got < buf.length) {
-        const n = readSync(fd, buf, got, buf.length - got, from + got);
-        if (n <= 0) break;
-        got += n;
-      }
-      return got;
-    };
+    const limit = Math.min(f.size, 8 << 20);
     // Both copies only: the primary's hdr_size says where the secondary ends (2 × hdr_size, usually 32 KiB).
     // A damaged primary falls back to reading the largest area a secondary can sit in.
-    const first = new Uint8Array(4096);
-    const n = readAt(first, 0);
-    const hdrSize = n >= 16 ? Number(be64(first, 8)) : 0;
-    const want = HDR_SIZES.includes(hdrSize) ? Math.min(2 * hdrSize, limit) : limit;
-    const buf = new Uint8Array(want);
-    return parseLuks2(buf.subarray(0, readAt(buf, 0)));
+    let buf: Uint8Array;
+    try {
+      const first = new Uint8Array(4096);
+      const n = f.readAt(first, 0);
+      const hdrSize = n >= 16 ? Number(be64(first, 8)) : 0;
+      buf = new Uint8Array(HDR_SIZES.includes(hdrSize) ? Math.min(2 * hdrSize, limit) : limit);
+      buf = buf.subarray(0, f.readAt(buf, 0));
+    } catch (e) {
+      throw new CvmError("LUKS", `cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    return parseLuks2(buf);
   } finally {
-    closeSync(fd);
+    f.close();
   }
 }

@@ -3,7 +3,7 @@
 // (luks/ciphers.ts) need not be what systemd-cryptsetup read: the mapping the kernel holds is the truth.
 // Each one must use an allowed cipher and key size, and a volume's mapping must equal what the agent
 // checked (cipher, key size, data offset, sector size, LUKS UUID, backing device).
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { exists, nodeFs, readFileText, writeFileReplacing } from "../native/files.js";
 import { CvmError } from "../errors.js";
 import type { ExpectedMapping } from "./ciphers.js";
 
@@ -41,14 +41,14 @@ export function parseCryptTable(name: string, dmUuid: string, table: string): Li
 export function listDm(sysBlock = "/sys/block"): { name: string; dmUuid: string }[] {
   let entries: string[] = [];
   try {
-    entries = readdirSync(sysBlock).filter((d) => d.startsWith("dm-"));
+    entries = nodeFs().readdirSync(sysBlock).filter((d) => d.startsWith("dm-"));
   } catch {
     return [];
   }
   const out: { name: string; dmUuid: string }[] = [];
   const read = (f: string) => {
     try {
-      return readFileSync(f, "utf8").trim();
+      return readFileText(f).trim();
     } catch {
       return undefined; // removed while we looked
     }
@@ -68,7 +68,7 @@ export const dmUuidIsLuks = (dmUuid: string, luksUuid: string, versions: readonl
 /** "major:minor" of a block device path (following the udev symlink), or undefined. */
 export function deviceNumber(path: string): string | undefined {
   try {
-    const rdev = statSync(path).rdev;
+    const rdev = nodeFs().statSync(path).rdev;
     return `${Math.floor(rdev / 256) & 0xfff}:${(rdev & 0xff) | ((rdev >> 12) & 0xfff00)}`;
   } catch {
     return undefined;
@@ -91,17 +91,14 @@ export function mappingDifferences(want: ExpectedMapping & { device?: string }, 
 export const EXPECTED_FILE = "expected-mappings.json";
 
 export function writeExpected(runDir: string, expected: ExpectedMapping[]): void {
-  mkdirSync(runDir, { recursive: true, mode: 0o700 });
-  const tmp = `${runDir}/.${EXPECTED_FILE}.tmp`;
-  writeFileSync(tmp, JSON.stringify({ v: 1, volumes: expected }) + "\n", { mode: 0o600 });
-  renameSync(tmp, `${runDir}/${EXPECTED_FILE}`);
+  writeFileReplacing(runDir, EXPECTED_FILE, JSON.stringify({ v: 1, volumes: expected }) + "\n", 0o600);
 }
 
 export function readExpected(runDir: string): ExpectedMapping[] {
   const path = `${runDir}/${EXPECTED_FILE}`;
-  if (!existsSync(path)) return [];
+  if (!exists(path)) return [];
   try {
-    const j = JSON.parse(readFileSync(path, "utf8")) as { v: number; volumes: ExpectedMapping[] };
+    const j = JSON.parse(readFileText(path)) as { v: number; volumes: ExpectedMapping[] };
     if (j.v !== 1 || !Array.isArray(j.volumes)) throw new Error("unknown version");
     return j.volumes;
   } catch (e) {

@@ -1,5 +1,6 @@
 // Chooses the real libc bindings when running in Bun; anything else must be handed a Native explicitly.
 import { CvmError } from "../errors.js";
+import { useNativeFiles } from "./files.js";
 import type { Native } from "./types.js";
 
 export type { Native } from "./types.js";
@@ -13,5 +14,6 @@ export async function loadNative(): Promise<Native> {
   }
   const { openLibc } = await import("./libc.js");
   cached = openLibc();
+  useNativeFiles(cached);
   return cached;
 }

@@ -28,6 +28,23 @@ export interface Keyctl {
   describe(id: number): string;
 }
 
+/** File calls node:fs would make, for src/native/files.ts (the libc seam only; a fake has none). */
+export interface NativeFiles {
+  /** access(F_OK): whether the path exists, following symlinks. */
+  access(path: string): boolean;
+  mkdir(path: string, mode: number): void;
+  rename(from: string, to: string): void;
+  pread(fd: number, buf: Uint8Array, offset: number): number;
+  /** lseek(fd, 0, SEEK_END): a regular file's or a block device's size. */
+  sizeOf(fd: number): number;
+}
+
+/** A TCP connection for swtpm (the libc seam only): a blocking socket whose connect, reads and writes give
+ *  up after timeoutMs. host is an IPv4 or IPv6 address. */
+export interface NativeNet {
+  tcpConnect(host: string, port: number, timeoutMs: number): number;
+}
+
 export interface Native {
   readonly kind: "libc" | "fake";
   open(path: string, flags: number, mode?: number): number;
@@ -47,14 +64,18 @@ export interface Native {
   noCoreDumps(): void;
   /** prctl(PR_GET_DUMPABLE). */
   dumpable(): number;
+  files?: NativeFiles;
+  net?: NativeNet;
 }
 
 export const O_FLAGS = { RDONLY: 0, WRONLY: 1, RDWR: 2, CLOEXEC: 0o2000000 } as const;
 
 export const ERRNO = {
-  EPERM: 1, ENOENT: 2, EINTR: 4, EIO: 5, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EACCES: 13, EFAULT: 14, EBUSY: 16,
-  EEXIST: 17, ENODEV: 19, EINVAL: 22, ENOTTY: 25, ENOSPC: 28, ERANGE: 34, ENOSYS: 38, EOPNOTSUPP: 95,
-  ETIMEDOUT: 110, ECONNREFUSED: 111, EDQUOT: 122, ENOKEY: 126, EKEYEXPIRED: 127, EKEYREVOKED: 128, EKEYREJECTED: 129,
+  EPERM: 1, ENOENT: 2, EINTR: 4, EIO: 5, ENXIO: 6, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EACCES: 13, EFAULT: 14, EBUSY: 16,
+  EEXIST: 17, EXDEV: 18, ENODEV: 19, ENOTDIR: 20, EISDIR: 21, EINVAL: 22, ENFILE: 23, EMFILE: 24, ENOTTY: 25, EFBIG: 27,
+  ENOSPC: 28, EROFS: 30, EPIPE: 32, ERANGE: 34, ENAMETOOLONG: 36, ENOSYS: 38, ELOOP: 40, EOPNOTSUPP: 95,
+  ENETUNREACH: 101, ECONNRESET: 104, ENOTCONN: 107, EHOSTUNREACH: 113,
+  EISCONN: 106, ETIMEDOUT: 110, ECONNREFUSED: 111, EALREADY: 114, EINPROGRESS: 115, EDQUOT: 122, ENOKEY: 126, EKEYEXPIRED: 127, EKEYREVOKED: 128, EKEYREJECTED: 129,
 } as const;
 
 const ERRNO_NAMES = new Map<number, string>(Object.entries(ERRNO).map(([name, n]) => [n, name]));

@@ -1,6 +1,8 @@
 // Ways to reach a TPM: /dev/tpmrm0 (kernel resource manager; one write per command, one read per
 // response, through src/native) and swtpm's server port over TCP (tests; raw command bytes, no resource
 // manager — the client must flush what it loads). Spec strings: "/dev/tpmrm0" or "swtpm:host=H,port=P".
+// In the compiled agent both are a file descriptor driven through libc, synchronously, as a boot needs;
+// under Node (tests) swtpm is reached through node:net.
 import { CvmError } from "../errors.js";
 import { NativeError, O_FLAGS, type Native } from "../native/types.js";
 
@@ -21,7 +23,65 @@ export function parseTpmSpec(spec: string): { kind: "device"; path: string } | {
 
 export async function openTpm(spec: string, native: () => Promise<Native>): Promise<TpmTransport> {
   const s = parseTpmSpec(spec);
-  return s.kind === "device" ? deviceTransport(await native(), s.path) : swtpmTransport(s.host, s.port);
+  if (s.kind === "device") return deviceTransport(await native(), s.path);
+  const n = await native().catch(() => undefined);
+  const literal = s.host === "localhost" || s.host.includes(":") || /^\d{1,3}(\.\d{1,3}){3}$/.test(s.host);
+  return n?.net && literal ? swtpmFdTransport(n, s.host, s.port) : swtpmTransport(s.host, s.port);
+}
+
+const retryEintr = (call: () => number): number => {
+  for (;;) {
+    try {
+      return call();
+    } catch (e) {
+      if (!(e instanceof NativeError && e.errnoName === "EINTR")) throw e;
+    }
+  }
+};
+
+/** Each send and the connect give up after this long (swtpm answers in milliseconds). */
+const SWTPM_TIMEOUT_MS = 10_000;
+
+/** swtpm through a libc socket: connect (retried while swtpm re-listens, as below), then one write per
+ *  command and reads until the response's own size is in. */
+export async function swtpmFdTransport(native: Native, host: string, port: number): Promise<TpmTransport> {
+  const name = `swtpm:host=${host},port=${port}`;
+  const fail = (e: unknown): never => {
+    throw new CvmError("TPM", `${name}: ${e instanceof NativeError ? `${e.syscall} ${e.errnoName}` : (e as Error).message}`);
+  };
+  let fd: number | undefined;
+  for (let attempt = 0; fd === undefined; attempt++) {
+    try {
+      fd = native.net!.tcpConnect(host === "localhost" ? "127.0.0.1" : host, port, SWTPM_TIMEOUT_MS);
+    } catch (e) {
+      if (attempt >= 50 || !(e instanceof NativeError && e.errnoName === "ECONNREFUSED")) fail(e);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  const sock = fd;
+  return {
+    name,
+    async send(cmd) {
+      try {
+        for (let off = 0; off < cmd.length; ) off += retryEintr(() => native.write(sock, cmd.subarray(off)));
+        const buf = new Uint8Array(MAX_RESPONSE);
+        let got = 0, want = 10;
+        while (got < want) {
+          const n = retryEintr(() => native.read(sock, buf.subarray(got)));
+          if (n === 0) throw new Error("connection closed");
+          got += n;
+          if (got >= 10 && want === 10) {
+            want = new DataView(buf.buffer, 2, 4).getUint32(0, false);
+            if (want < 10 || want > MAX_RESPONSE) throw new Error(`response size ${want} out of range`);
+          }
+        }
+        return buf.slice(0, want);
+      } catch (e) {
+        return fail(e);
+      }
+    },
+    close: () => native.close(sock),
+  };
 }
 
 export function deviceTransport(native: Native, path: string): TpmTransport {
