@@ -27,7 +27,19 @@ export function hasher(alg: HashAlg): Hasher {
   return self;
 }
 
-export const sha256 = (b: Uint8Array): Uint8Array => hasher("sha256").update(b).digest();
-export const sha1 = (b: Uint8Array): Uint8Array => hasher("sha1").update(b).digest();
-export const sha384 = (b: Uint8Array): Uint8Array => hasher("sha384").update(b).digest();
-export const sha512 = (b: Uint8Array): Uint8Array => hasher("sha512").update(b).digest();
+type BunOneShot = { hash(b: Uint8Array): Uint8Array };
+const BUN_CLASSES = { sha1: "SHA1", sha256: "SHA256", sha384: "SHA384", sha512: "SHA512" } as const;
+
+/** One message at once: Bun's one-shot hash classes where they exist (the first costs ~0.3 ms of a compiled
+ *  start against ~0.8 ms for the first CryptoHasher), else the incremental hasher. */
+function oneShot(alg: HashAlg, b: Uint8Array): Uint8Array {
+  const cls = (globalThis as unknown as { Bun?: Record<string, BunOneShot | undefined> }).Bun?.[BUN_CLASSES[alg]];
+  if (!cls) return hasher(alg).update(b).digest();
+  const r = cls.hash(b);
+  return new Uint8Array(r.buffer, r.byteOffset, r.byteLength);
+}
+
+export const sha256 = (b: Uint8Array): Uint8Array => oneShot("sha256", b);
+export const sha1 = (b: Uint8Array): Uint8Array => oneShot("sha1", b);
+export const sha384 = (b: Uint8Array): Uint8Array => oneShot("sha384", b);
+export const sha512 = (b: Uint8Array): Uint8Array => oneShot("sha512", b);

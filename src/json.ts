@@ -1,4 +1,13 @@
 // JSON with u64 values: bigints are written as plain JSON numbers (exact), never through a float.
+
+/** A deep copy of plain JSON data (objects, arrays and scalars). structuredClone does the same, but its
+ *  first use costs a boot step ~0.2 ms. */
+export function cloneJson<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(cloneJson) as T;
+  if (v !== null && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, cloneJson(x)])) as T;
+  return v;
+}
+
 export function stringifyJson(value: unknown): string {
   const marks: string[] = [];
   const s = JSON.stringify(value, (_k, v) => {

@@ -18,6 +18,7 @@ import { Tpm } from "../tpm/commands.js";
 import type { TpmtPublic } from "../tpm/marshal.js";
 import { openTpm } from "../tpm/transport.js";
 import { Deadline } from "../flow/deadline.js";
+import { normalJit } from "../jit.js";
 import type { Context, Runner } from "./command.js";
 import { checkEnvironment, loadEffective, noCoreDumps, refuseEscapes, waitForDevices } from "./common.js";
 
@@ -77,7 +78,10 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
       // First boot of a vTPM image: the owner's tpm2-import tokens become systemd-tpm2 tokens here, beside
       // systemd-cryptsetup (nothing waits for this on later boots); the proven passphrase answers its request now.
       const imports = targets.filter((t): t is Required<Target> => hasImportToken(t.header));
-      if (imports.length > 0) fromImport = await ctx.trace.run("convert", () => convertImports(imports, theTpm, eff.srk, ctx));
+      if (imports.length > 0) {
+        normalJit();
+        fromImport = await ctx.trace.run("convert", () => convertImports(imports, theTpm, eff.srk, ctx));
+      }
       // A volume whose systemd-tpm2 token will unseal with the current PCRs needs nothing from the broker.
       // (In a vTPM image every volume is checked, so a stale token is logged even where no broker can help.)
       const rest = targets.filter((t) => !fromImport.has(t.volume.name)).map((t) => (hasImportToken(t.header) ? { volume: t.volume, path: t.path } : t));
@@ -103,6 +107,7 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
     // The converted passphrases are wiped here whichever way they are handed over.
     try {
       if (needBroker.length > 0) {
+        normalJit();
         const { unlockThroughBroker } = await import("./unlock-broker.js");
         const uuids = new Map(targets.filter((t) => t.header).map((t) => [t.volume.name, t.header!.uuid]));
         return await unlockThroughBroker(ctx, { eff, deps, deadline, needBroker, devices, uuids, skipped, converted, rescue });

@@ -2,6 +2,7 @@
 // command line of a non-UKI boot, so nothing there can choose the broker, its CA, or the simulated TEE;
 // any such key, any unknown key and any value that loosens the config is an error (exit code CONFIG).
 import { CvmError } from "../errors.js";
+import { cloneJson } from "../json.js";
 import { LEVELS, type Level } from "../log/logger.js";
 import type { Config } from "./config.js";
 
@@ -73,7 +74,7 @@ export function splitCmdline(text: string): string[] {
 }
 
 export function applyCmdline(base: Config, cmdline: string): CmdlineResult {
-  const config = structuredClone(base);
+  const config = cloneJson(base);
   const applied: Record<string, string> = {};
   let disabled = false;
   const problems: string[] = [];

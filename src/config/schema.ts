@@ -167,7 +167,8 @@ export function validate(value: unknown, spec: Spec, path: string, problems: str
         const v = (value as Record<string, unknown>)[key];
         if (v === undefined) {
           if (field.required) problems.push(`${join(path, key)}: required`);
-          else if (field.default !== undefined) out[key] = validate(structuredClone(field.default), field.spec, join(path, key), problems);
+          // validate builds new objects and arrays, so the table's default is never shared with a config.
+          else if (field.default !== undefined) out[key] = validate(field.default, field.spec, join(path, key), problems);
           continue;
         }
         out[key] = validate(v, field.spec, join(path, key), problems);
