@@ -1,11 +1,13 @@
 // JSON with u64 values: bigints are written as plain JSON numbers (exact), never through a float.
 
-/** A deep copy of plain JSON data (objects, arrays and scalars). structuredClone does the same, but its
- *  first use costs a boot step ~0.2 ms. */
+/** A deep copy of plain JSON data (objects, arrays and scalars). structuredClone and Object.fromEntries do
+ *  the same, but their first use costs a boot step ~0.2 and ~0.5 ms. */
 export function cloneJson<T>(v: T): T {
   if (Array.isArray(v)) return v.map(cloneJson) as T;
-  if (v !== null && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, cloneJson(x)])) as T;
-  return v;
+  if (v === null || typeof v !== "object") return v;
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(v)) out[k] = cloneJson((v as Record<string, unknown>)[k]);
+  return out as T;
 }
 
 export function stringifyJson(value: unknown): string {

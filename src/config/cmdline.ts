@@ -47,7 +47,7 @@ export function shellEscapes(cmdline: string): string[] {
     if (RUNLEVEL_WORDS.has(word)) out.push(word);
     else if (ESCAPE_KEYS.has(key) && !(/(^|\.)(rd\.shell|debug_shell)$/.test(key) && /^(0|no|false|off)$/i.test(value ?? ""))) out.push(key);
   }
-  return [...new Set(out)];
+  return out.filter((w, i) => out.indexOf(w) === i);
 }
 
 /** Splits /proc/cmdline into words, honouring double quotes as the kernel does. */

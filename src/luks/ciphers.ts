@@ -47,7 +47,7 @@ export function checkHeaderCiphers(volume: string, h: LuksHeader, allowed: reado
   if (seg.type !== "crypt") bad(volume, `segment ${seg.id} is of type ${JSON.stringify(seg.type).slice(0, 40)}, not crypt (its data would not be encrypted)`);
   const digest = h.digests.find((d) => d.segments.includes(seg.id));
   const slots = h.keyslots.filter((k) => digest?.keyslots.includes(k.id));
-  const sizes = [...new Set(slots.map((k) => k.keySize))];
+  const sizes = slots.map((k) => k.keySize).filter((s, i, all) => all.indexOf(s) === i);
   if (sizes.length !== 1 || typeof sizes[0] !== "number") bad(volume, `the keyslots of segment ${seg.id} do not agree on one volume key size`);
   const keyBits = sizes[0]! * 8;
   if (!ok(seg.encryption, keyBits)) bad(volume, `segment ${seg.id} uses ${JSON.stringify(seg.encryption ?? "no cipher").slice(0, 60)} with a ${keyBits}-bit key, which is not in the allowlist (${list})`);

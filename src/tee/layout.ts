@@ -35,7 +35,7 @@ export const sizeOf = (t: FieldType): number => (t === "u8" ? 1 : t === "u16" ? 
 
 /** Builds a layout from fields listed in order, each given its size; offsets follow from the order unless given. */
 export function layout(name: string, size: number, fields: readonly Field[]): Layout {
-  const sorted = [...fields].sort((a, b) => a.off - b.off);
+  const sorted = fields.slice().sort((a, b) => a.off - b.off);
   for (let i = 0; i < sorted.length; i++) {
     const f = sorted[i]!;
     const end = f.off + sizeOf(f.type);

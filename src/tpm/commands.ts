@@ -42,7 +42,8 @@ export class Tpm {
    *  bytes (for rpHash) and the response sessions area. */
   async callAuth(name: keyof typeof CC, handles: number[], params: Uint8Array, auth: Uint8Array, outHandles = 0): Promise<{ handles: number[]; params: Reader; rawParams: Uint8Array; sessions: Reader }> {
     const r = await this.call(name, handles, params, auth);
-    const hs = Array.from({ length: outHandles }, () => r.u32());
+    const hs: number[] = [];
+    while (hs.length < outHandles) hs.push(r.u32());
     const size = r.u32();
     const rawParams = r.bytes(size);
     return { handles: hs, params: new Reader(rawParams), rawParams, sessions: new Reader(r.rest()) };
@@ -100,14 +101,15 @@ export class Tpm {
     const alg = BANKS[bank];
     if (alg === undefined) throw new CvmError("TPM", `unknown PCR bank ${bank}`);
     const out = new Map<number, Uint8Array>();
-    let todo = [...new Set(pcrs)].sort((a, b) => a - b);
+    let todo = pcrs.filter((p, i) => pcrs.indexOf(p) === i).sort((a, b) => a - b);
     for (let round = 0; todo.length > 0 && round < 8; round++) {
       const sel: PcrSelection[] = [{ hash: alg, pcrSelect: pcrMask(todo) }];
       const r = await this.call("PCR_Read", [], encode(TYPES.TPML_PCR_SELECTION, sel));
       r.u32(); // pcrUpdateCounter
       const got = TYPES.TPML_PCR_SELECTION.dec(r);
       const digests = TYPES.TPML_DIGEST.dec(r);
-      const idx = got.filter((s) => s.hash === alg).flatMap((s) => pcrsOf(s.pcrSelect));
+      const idx: number[] = [];
+      for (const s of got) if (s.hash === alg) idx.push(...pcrsOf(s.pcrSelect));
       if (idx.length !== digests.length) throw new CvmError("TPM", "PCR_Read: selection and digest counts differ");
       if (idx.length === 0) throw new CvmError("TPM", `PCR_Read: bank ${bank} has none of PCRs ${todo.join(",")}`);
       idx.forEach((p, i) => out.set(p, digests[i]!));

@@ -116,7 +116,11 @@ export function struct<T extends Record<string, unknown>>(fields: { [K in keyof 
   const entries = Object.entries(fields) as [keyof T, Codec<unknown>][];
   return {
     enc: (w, v) => entries.forEach(([k, c]) => c.enc(w, v[k])),
-    dec: (r) => Object.fromEntries(entries.map(([k, c]) => [k, c.dec(r)])) as T,
+    dec: (r) => {
+      const o = {} as T;
+      for (const [k, c] of entries) o[k] = c.dec(r) as T[keyof T];
+      return o;
+    },
   };
 }
 
@@ -129,7 +133,9 @@ export function list<T>(item: Codec<T>, max = 1024): Codec<T[]> {
     dec(r) {
       const n = r.u32();
       if (n > max) throw new TpmFormatError(`list of ${n} entries (at most ${max})`);
-      return Array.from({ length: n }, () => item.dec(r));
+      const out: T[] = [];
+      while (out.length < n) out.push(item.dec(r));
+      return out;
     },
   };
 }
@@ -249,8 +255,8 @@ export function pcrMask(pcrs: readonly number[]): Uint8Array {
 }
 export function pcrsOf(mask: Uint8Array): number[] {
   const out: number[] = [];
-  mask.forEach((b, i) => {
-    for (let bit = 0; bit < 8; bit++) if (b & (1 << bit)) out.push(i * 8 + bit);
-  });
+  for (let i = 0; i < mask.length; i++) {
+    for (let bit = 0; bit < 8; bit++) if (mask[i]! & (1 << bit)) out.push(i * 8 + bit);
+  }
   return out;
 }
