@@ -42,17 +42,30 @@ function sys<T>(path: string, fn: () => T): T {
 
 const O = { CREAT: 0o100, TRUNC: 0o1000, APPEND: 0o2000 } as const;
 
-/** The whole file (a regular file, /proc or /sys file, or device), at most `limit` bytes: larger is an EFBIG FileError. */
-export function readFileBytes(path: string, limit = 1 << 24): Uint8Array {
+/** The whole file (a regular file, /proc or /sys file, or device), at most `limit` bytes (default 1 GiB, for
+ *  UKIs and images): larger is an EFBIG FileError. */
+export function readFileBytes(path: string, limit = 1 << 30): Uint8Array {
   if (!libc) {
     const b = nodeFs().readFileSync(path);
     if (b.length > limit) throw new FileError("EFBIG", "read", path);
     return new Uint8Array(b.buffer, b.byteOffset, b.length);
   }
-  const { n } = libc;
+  const { n, f } = libc;
   const fd = sys(path, () => n.open(path, O_FLAGS.RDONLY | O_FLAGS.CLOEXEC));
   try {
-    let buf = new Uint8Array(4096);
+    // A regular file's size is known (one more byte to see its end in the same read); /proc and /sys files
+    // and pipes say 0 or cannot seek: those grow from a page.
+    let size = 0;
+    try {
+      size = f.sizeOf(fd);
+    } catch {
+      size = 0;
+    }
+    if (size > limit) {
+      sys(path, () => n.read(fd, new Uint8Array(1))); // a folder's "size" is large too: reading says EISDIR, as node:fs does
+      throw new FileError("EFBIG", "read", path);
+    }
+    let buf = new Uint8Array(size > 0 ? size + 1 : 4096);
     let got = 0;
     for (;;) {
       if (got === buf.length) {

@@ -78,7 +78,11 @@ export function openLibc(): Native {
         check("rename", sys(nr.renameat, AT_FDCWD, ptr(a), AT_FDCWD, ptr(b)), to);
       },
       pread: (fd, buf, offset) => check("pread", sys(nr.pread64, fd, addr(buf), buf.length, offset)),
-      sizeOf: (fd) => check("lseek", sys(nr.lseek, fd, 0, 2 /* SEEK_END */)),
+      sizeOf(fd) {
+        const size = check("lseek", sys(nr.lseek, fd, 0, 2 /* SEEK_END */));
+        check("lseek", sys(nr.lseek, fd, 0, 0 /* SEEK_SET */));
+        return size;
+      },
     },
     net: {
       tcpConnect(host, port, timeoutMs) {

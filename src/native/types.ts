@@ -35,7 +35,7 @@ export interface NativeFiles {
   mkdir(path: string, mode: number): void;
   rename(from: string, to: string): void;
   pread(fd: number, buf: Uint8Array, offset: number): number;
-  /** lseek(fd, 0, SEEK_END): a regular file's or a block device's size. */
+  /** lseek(fd, 0, SEEK_END), then back to the start: a regular file's or a block device's size. */
   sizeOf(fd: number): number;
 }
 

@@ -29,6 +29,7 @@ out.replaced = readFileText(written);
 mkdirs(`${dir}/a/b/c`, 0o700);
 out.mkdirsAgain = errOf(() => mkdirs(`${dir}/a/b/c`, 0o700));
 out.big = readFileBytes(`${dir}/big`).length;
+out.huge = readFileBytes(`${dir}/huge`).length; // larger than any buffer growth step: read at its known size
 out.bigLimited = errOf(() => readFileBytes(`${dir}/big`, 1000));
 out.missing = errOf(() => readFileBytes(`${dir}/missing`));
 out.directory = errOf(() => readFileBytes(dir));

@@ -29,6 +29,7 @@ describe("native files and sockets under Bun", () => {
     const dir = tempDir("native-files-");
     const big = new Uint8Array(70_000).map((_, i) => i % 251);
     writeFileSync(join(dir, "big"), big);
+    writeFileSync(join(dir, "huge"), new Uint8Array(40 << 20)); // a UKI's size
     symlinkSync(join(dir, "nowhere"), join(dir, "dangling"));
     writeFileSync(join(dir, "log"), ""); // an appender opens, never creates (it is for /dev/kmsg)
     const closed = createServer();
@@ -45,6 +46,7 @@ describe("native files and sockets under Bun", () => {
     expect(statSync(got.written).mode & 0o777).toBe(0o600);
     expect(statSync(join(dir, "a")).mode & 0o777).toBe(0o700);
     expect(got.big).toBe(big.length);
+    expect(got.huge).toBe(40 << 20);
     expect(got.bigLimited).toBe("EFBIG:FileError");
     expect(got.missing).toBe("ENOENT:FileError");
     expect(got.directory).toBe("EISDIR:FileError");
