@@ -113,14 +113,14 @@ install`;
 
 describe("dracut module, a broker named by DNS", () => {
   it("writes broker.nameservers as the image's /etc/resolv.conf (and only then)", () => {
-    const named = { broker: { url: "https://kbs.example:8443", ca: CA, nameservers: ["168.63.129.16", "fd00::53"] }, volumes: [{ name: "root", device: `UUID=${UUID}`, resource: "a/b/c" }] };
+    const named = { broker: { url: "https://kbs.example:8443", ca: CA, nameservers: ["168.63.129.16", "fec0::3"] }, volumes: [{ name: "root", device: `UUID=${UUID}`, resource: "a/b/c" }] };
     const d = setup(named);
     const install = `do_strip=no; systemdutildir=/usr/lib/systemd; inst_binary() { :; }; inst_multiple() { :; }; inst_libdir_file() { echo "inst_libdir_file $*"; }; install`;
     let r = run(d, install);
     expect(r.status, r.stderr + r.stdout).toBe(0);
-    expect(readFileSync(join(d, "initrd/etc/resolv.conf"), "utf8")).toBe("nameserver 168.63.129.16\nnameserver fd00::53\n");
+    expect(readFileSync(join(d, "initrd/etc/resolv.conf"), "utf8")).toBe("nameserver 168.63.129.16\nnameserver fec0::3\n");
     expect(r.stdout).toContain("inst_libdir_file libnss_dns.so.* libresolv.so.*");
-    const plain = setup({ ...named, broker: { url: "https://10.0.0.1:8443", ca: CA } });
+    const plain = setup({ ...named, broker: { url: "https://10.0.2.2:8443", ca: CA } });
     r = run(plain, install);
     expect(r.status, r.stderr + r.stdout).toBe(0);
     expect(existsSync(join(plain, "initrd/etc/resolv.conf"))).toBe(false);
