@@ -1,6 +1,7 @@
 // The one config schema. It is data: a table of fields, each with a type, a default and the words used in
 // the error message ("expected …"). Unknown keys are errors, so a typo never silently disables a check.
 // Later issues extend this table (tee.vmpl, tpm.device …); nothing else validates the config.
+import { isIpLiteral } from "../ip.js";
 import { DEFAULT_CIPHERS, isCipherSpec, KNOWN_CIPHERS } from "../luks/ciphers.js";
 
 
@@ -27,7 +28,6 @@ export const isDeviceSpec = (s: string): boolean =>
   /^\/[^\0]+$/.test(s) || /^(UUID|PARTUUID|PARTLABEL)=[^\s\0/]+$/.test(s);
 const isVolumeName = (s: string): boolean => /^[A-Za-z0-9_.+-]{1,64}$/.test(s) && s !== "." && s !== "..";
 const isKeyName = (s: string): boolean => /^[\x21-\x7e]{1,255}$/.test(s);
-export const isIpLiteral = (s: string): boolean => /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/.test(s) || (/^[0-9a-fA-F:]{2,39}$/.test(s) && s.includes(":") && s.split("::").length <= 2);
 const isBrokerUrl = (s: string): boolean => {
   try {
     const u = new URL(s);

@@ -36,6 +36,14 @@ export function openLibc(): Native {
     if (n < 0) throw new NativeError(name, errno(), what);
     return n;
   };
+  // read, write and pread are made again when a signal interrupted them before any byte moved (the runtime's
+  // own signals can land in a blocking read of a TPM or a socket).
+  const sysRestart = (n: number, a = 0, b = 0, c = 0, d = 0): number | bigint => {
+    for (;;) {
+      const r = sys(n, a, b, c, d);
+      if (Number(r) >= 0 || errno() !== ERRNO.EINTR) return r;
+    }
+  };
   // Every pointer passed is kept alive by the caller's local for the call's span.
   const keyctl = (op: number, a = 0, b = 0, c = 0, d = 0): number => check("keyctl", sys(nr.keyctl, op, a, b, c, d));
 
@@ -45,8 +53,8 @@ export function openLibc(): Native {
       const p = cstr(path);
       return check("open", sys(nr.openat, AT_FDCWD, ptr(p), flags, mode), path);
     },
-    read: (fd, buf) => check("read", sys(nr.read, fd, addr(buf), buf.length)),
-    write: (fd, buf) => check("write", sys(nr.write, fd, addr(buf), buf.length)),
+    read: (fd, buf) => check("read", sysRestart(nr.read, fd, addr(buf), buf.length)),
+    write: (fd, buf) => check("write", sysRestart(nr.write, fd, addr(buf), buf.length)),
     close: (fd) => void check("close", sys(nr.close, fd)),
     ioctl: (fd, request, arg) => check("ioctl", sys(nr.ioctl, fd, request, addr(arg)), `0x${request.toString(16)}`),
     addressOf: (buf) => BigInt(ptr(buf)),
@@ -77,7 +85,7 @@ export function openLibc(): Native {
         const a = cstr(from), b = cstr(to);
         check("rename", sys(nr.renameat, AT_FDCWD, ptr(a), AT_FDCWD, ptr(b)), to);
       },
-      pread: (fd, buf, offset) => check("pread", sys(nr.pread64, fd, addr(buf), buf.length, offset)),
+      pread: (fd, buf, offset) => check("pread", sysRestart(nr.pread64, fd, addr(buf), buf.length, offset)),
       sizeOf(fd) {
         const size = check("lseek", sys(nr.lseek, fd, 0, 2 /* SEEK_END */));
         check("lseek", sys(nr.lseek, fd, 0, 0 /* SEEK_SET */));

@@ -4,6 +4,7 @@
 // In the compiled agent both are a file descriptor driven through libc, synchronously, as a boot needs;
 // under Node (tests) swtpm is reached through node:net.
 import { CvmError } from "../errors.js";
+import { isIpLiteral } from "../ip.js";
 import { NativeError, O_FLAGS, type Native } from "../native/types.js";
 
 export interface TpmTransport {
@@ -25,59 +26,61 @@ export async function openTpm(spec: string, native: () => Promise<Native>): Prom
   const s = parseTpmSpec(spec);
   if (s.kind === "device") return deviceTransport(await native(), s.path);
   const n = await native().catch(() => undefined);
-  const literal = s.host === "localhost" || s.host.includes(":") || /^\d{1,3}(\.\d{1,3}){3}$/.test(s.host);
-  return n?.net && literal ? swtpmFdTransport(n, s.host, s.port) : swtpmTransport(s.host, s.port);
+  return n?.net && (s.host === "localhost" || isIpLiteral(s.host)) ? swtpmFdTransport(n, s.host, s.port) : swtpmTransport(s.host, s.port);
 }
 
-const retryEintr = (call: () => number): number => {
-  for (;;) {
+/** A failed system call on the TPM's descriptor as a TPM error naming it; anything else unchanged. */
+const tpmError = (name: string, e: unknown): unknown => (e instanceof NativeError ? new CvmError("TPM", `${name}: ${e.syscall} ${e.errnoName}`) : e);
+
+/** A response's size from its 10-byte header, checked against what a TPM can answer. */
+function responseSize(header: Uint8Array, name: string): number {
+  const size = new DataView(header.buffer, header.byteOffset + 2, 4).getUint32(0, false);
+  if (size < 10 || size > MAX_RESPONSE) throw new CvmError("TPM", `${name}: response size ${size} out of range`);
+  return size;
+}
+
+/** swtpm serves one client at a time and re-listens after each: a connect right after another client left
+ *  can be refused, so connecting is retried for up to ~1 s. */
+async function retryRefused<T>(connect: () => Promise<T> | T, refused: (e: unknown) => boolean): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
     try {
-      return call();
+      return await connect();
     } catch (e) {
-      if (!(e instanceof NativeError && e.errnoName === "EINTR")) throw e;
+      if (attempt >= 50 || !refused(e)) throw e;
+      await new Promise((r) => setTimeout(r, 20));
     }
   }
-};
+}
 
 /** Each send and the connect give up after this long (swtpm answers in milliseconds). */
 const SWTPM_TIMEOUT_MS = 10_000;
 
-/** swtpm through a libc socket: connect (retried while swtpm re-listens, as below), then one write per
- *  command and reads until the response's own size is in. */
+/** swtpm through a libc socket: one write per command, then reads until the response's own size is in.
+ *  host is an IP address or localhost. */
 export async function swtpmFdTransport(native: Native, host: string, port: number): Promise<TpmTransport> {
   const name = `swtpm:host=${host},port=${port}`;
-  const fail = (e: unknown): never => {
-    throw new CvmError("TPM", `${name}: ${e instanceof NativeError ? `${e.syscall} ${e.errnoName}` : (e as Error).message}`);
-  };
-  let fd: number | undefined;
-  for (let attempt = 0; fd === undefined; attempt++) {
-    try {
-      fd = native.net!.tcpConnect(host === "localhost" ? "127.0.0.1" : host, port, SWTPM_TIMEOUT_MS);
-    } catch (e) {
-      if (attempt >= 50 || !(e instanceof NativeError && e.errnoName === "ECONNREFUSED")) fail(e);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+  let sock: number;
+  try {
+    sock = await retryRefused(() => native.net!.tcpConnect(host === "localhost" ? "127.0.0.1" : host, port, SWTPM_TIMEOUT_MS), (e) => e instanceof NativeError && e.errnoName === "ECONNREFUSED");
+  } catch (e) {
+    throw tpmError(name, e);
   }
-  const sock = fd;
   return {
     name,
     async send(cmd) {
       try {
-        for (let off = 0; off < cmd.length; ) off += retryEintr(() => native.write(sock, cmd.subarray(off)));
+        for (let off = 0; off < cmd.length; ) off += native.write(sock, cmd.subarray(off));
         const buf = new Uint8Array(MAX_RESPONSE);
         let got = 0, want = 10;
         while (got < want) {
-          const n = retryEintr(() => native.read(sock, buf.subarray(got)));
-          if (n === 0) throw new Error("connection closed");
+          const n = native.read(sock, buf.subarray(got));
+          if (n === 0) throw new CvmError("TPM", `${name}: connection closed`);
           got += n;
-          if (got >= 10 && want === 10) {
-            want = new DataView(buf.buffer, 2, 4).getUint32(0, false);
-            if (want < 10 || want > MAX_RESPONSE) throw new Error(`response size ${want} out of range`);
-          }
+          if (want === 10 && got >= 10) want = responseSize(buf, name);
         }
         return buf.slice(0, want);
       } catch (e) {
-        return fail(e);
+        throw tpmError(name, e);
       }
     },
     close: () => native.close(sock),
@@ -100,8 +103,7 @@ export function deviceTransport(native: Native, path: string): TpmTransport {
         const n = native.read(fd, buf);
         return buf.slice(0, n);
       } catch (e) {
-        if (e instanceof NativeError) throw new CvmError("TPM", `${path}: ${e.syscall} ${e.errnoName}`);
-        throw e;
+        throw tpmError(path, e);
       }
     },
     close: () => native.close(fd),
@@ -112,17 +114,9 @@ type BunSocket = { write(b: Uint8Array): number; end(): void };
 type BunHandlers = { data(s: BunSocket, d: Uint8Array): void; close(s: BunSocket): void; error(s: BunSocket, e: Error): void; connectError?(s: BunSocket, e: Error): void };
 type BunConnect = (o: { hostname: string; port: number; socket: BunHandlers }) => Promise<BunSocket>;
 
-/** swtpm's server port. swtpm serves one client at a time and re-listens after each: a connect right after
- *  another client left can be refused, so connecting is retried for up to ~1 s. */
+/** swtpm's server port through a runtime socket (Node, or a host given by name), connect retried as above. */
 export async function swtpmTransport(host: string, port: number): Promise<TpmTransport> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await swtpmConnect(host, port);
-    } catch (e) {
-      if (attempt >= 50 || !/ECONNREFUSED|connection closed/i.test((e as Error).message)) throw e;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
+  return retryRefused(() => swtpmConnect(host, port), (e) => /ECONNREFUSED|connection closed/i.test((e as Error).message));
 }
 
 /** Bun.connect in the compiled agent (loading node:net costs ~7 ms at start), node:net under Node. */
@@ -193,8 +187,7 @@ function framer(name: string) {
     },
     async next(): Promise<Uint8Array> {
       await until(10);
-      const size = new DataView(pending.buffer, pending.byteOffset + 2, 4).getUint32(0, false);
-      if (size < 10 || size > MAX_RESPONSE) throw new CvmError("TPM", `${name}: response size ${size} out of range`);
+      const size = responseSize(pending, name);
       await until(size);
       const rsp = pending.slice(0, size);
       pending = pending.slice(size);
