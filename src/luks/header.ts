@@ -162,8 +162,14 @@ export async function readLuksHeaderFile(path: string): Promise<LuksHeader> {
       const first = new Uint8Array(4096);
       const n = f.readAt(first, 0);
       const hdrSize = n >= 16 ? Number(be64(first, 8)) : 0;
-      buf = new Uint8Array(HDR_SIZES.includes(hdrSize) ? Math.min(2 * hdrSize, limit) : limit);
-      buf = buf.subarray(0, f.readAt(buf, 0));
+      const want = HDR_SIZES.includes(hdrSize) ? Math.min(2 * hdrSize, limit) : limit;
+      // The first 4 KiB are in hand: read only the rest.
+      if (want <= n) buf = first.subarray(0, want);
+      else {
+        buf = new Uint8Array(want);
+        buf.set(first.subarray(0, n));
+        buf = buf.subarray(0, n < first.length ? n : n + f.readAt(buf.subarray(n), n));
+      }
     } catch (e) {
       throw new CvmError("LUKS", `cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }

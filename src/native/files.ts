@@ -55,7 +55,7 @@ export function readFileBytes(path: string, limit = 1 << 30): Uint8Array {
   try {
     // A regular file's size is known (one more byte to see its end in the same read); /proc and /sys files
     // and pipes say 0 or cannot seek: those grow from a page.
-    let size = 0;
+    let size: number;
     try {
       size = f.sizeOf(fd);
     } catch {
@@ -100,40 +100,33 @@ export interface RandomReader {
   close(): void;
 }
 
+/** Reads at `at` until buf is full or the file ends, through one pread(buf, at) of the backend. */
+function fillWith(pread: (buf: Uint8Array, at: number) => number): RandomReader["readAt"] {
+  return (buf, at) => {
+    let got = 0;
+    while (got < buf.length) {
+      const r = pread(buf.subarray(got), at + got);
+      if (r <= 0) break;
+      got += r;
+    }
+    return got;
+  };
+}
+
 export function openRandom(path: string): RandomReader {
   if (!libc) {
     const f = nodeFs();
     const fd = f.openSync(path, "r");
     const st = f.fstatSync(fd);
-    const fill = (buf: Uint8Array, at: number) => {
-      let got = 0;
-      while (got < buf.length) {
-        const r = f.readSync(fd, buf, got, buf.length - got, at + got);
-        if (r <= 0) break;
-        got += r;
-      }
-      return got;
-    };
     // fstat gives a block device no size; the callers read a few MiB from its start, so "large" is enough.
-    return { size: st.isBlockDevice() ? Number.MAX_SAFE_INTEGER : st.size, readAt: fill, close: () => f.closeSync(fd) };
+    const size = st.isBlockDevice() ? Number.MAX_SAFE_INTEGER : st.size;
+    return { size, readAt: fillWith((b, at) => f.readSync(fd, b, 0, b.length, at)), close: () => f.closeSync(fd) };
   }
   const { n, f } = libc;
   const fd = sys(path, () => n.open(path, O_FLAGS.RDONLY | O_FLAGS.CLOEXEC));
   try {
     const size = sys(path, () => f.sizeOf(fd));
-    return {
-      size,
-      readAt(buf, at) {
-        let got = 0;
-        while (got < buf.length) {
-          const r = sys(path, () => f.pread(fd, buf.subarray(got), at + got));
-          if (r <= 0) break;
-          got += r;
-        }
-        return got;
-      },
-      close: () => n.close(fd),
-    };
+    return { size, readAt: fillWith((b, at) => sys(path, () => f.pread(fd, b, at))), close: () => n.close(fd) };
   } catch (e) {
     n.close(fd);
     throw e;
