@@ -4,9 +4,11 @@ export interface Child {
   /** Writes the bytes to stdin and closes it. */
   end(bytes: Uint8Array): void;
   kill(): void;
-  /** Exit code (null when killed by a signal) and the first 4 KiB of stderr. */
-  exited: Promise<{ code: number | null; stderr: string }>;
+  /** Exit code (null when killed by a signal), the signal's name, and the first 4 KiB of stderr. */
+  exited: Promise<{ code: number | null; signal: string | null; stderr: string }>;
 }
+
+import { readFileText } from "./native/files.js";
 
 const ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C" };
 
@@ -33,7 +35,7 @@ export async function spawnWithStdin(argv: string[]): Promise<Child> {
         }
       },
       kill: () => p.kill("SIGKILL"),
-      exited: Promise.all([p.exited, stderr]).then(([code, err]) => ({ code: p.signalCode ? null : code, stderr: err })),
+      exited: Promise.all([p.exited, stderr]).then(([code, err]) => ({ code: p.signalCode ? null : code, signal: p.signalCode ?? null, stderr: err })),
     };
   }
   const { spawn } = await import("node:child_process");
@@ -44,9 +46,9 @@ export async function spawnWithStdin(argv: string[]): Promise<Child> {
     if (stderr.length < 4096) stderr += d;
   });
   c.stdin.on("error", () => {});
-  const exited = new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+  const exited = new Promise<{ code: number | null; signal: string | null; stderr: string }>((resolve, reject) => {
     c.on("error", reject);
-    c.on("close", (code) => resolve({ code, stderr }));
+    c.on("close", (code, signal) => resolve({ code: signal ? null : code, signal: signal ?? null, stderr }));
   });
   return {
     end: (bytes) => c.stdin.end(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)),
@@ -70,4 +72,19 @@ export async function runCapture(argv: string[], timeoutMs = 10_000): Promise<{ 
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8", env: ENV, timeout: timeoutMs, stdio: ["ignore", "pipe", "pipe"] });
   if (r.error && (r.error as NodeJS.ErrnoException).code === "ENOENT") throw r.error;
   return { code: r.status, stdout: cut(r.stdout ?? ""), stderr: cut(r.stderr ?? "") };
+}
+
+/** MemAvailable in MiB (from /proc/meminfo, or the text given), or undefined where it cannot be read: what a
+ *  keyslot's argon2 KDF can take before the kernel's OOM killer ends it (there is no swap in an initramfs). */
+export function memAvailableMiB(meminfo?: string): number | undefined {
+  let t = meminfo;
+  if (t === undefined) {
+    try {
+      t = readFileText("/proc/meminfo", 1 << 16);
+    } catch {
+      return undefined;
+    }
+  }
+  const m = /^MemAvailable:\s+(\d+) kB$/m.exec(t);
+  return m ? Math.floor(Number(m[1]) / 1024) : undefined;
 }

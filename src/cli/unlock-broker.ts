@@ -8,6 +8,7 @@ import { handOff } from "../keyring/handoff.js";
 import { KbsClient } from "../kbs/client.js";
 import type { Secret } from "../log/secret.js";
 import { startPassphraseCheck } from "../luks/cryptsetup.js";
+import { memAvailableMiB } from "../proc.js";
 import { chooseProvider, type ProviderEnv, type ProviderPin } from "../tee/providers.js";
 import { Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
@@ -23,7 +24,7 @@ import { O_FLAGS } from "../native/types.js";
 
 export async function unlockThroughBroker(
   ctx: Context,
-  a: { eff: Effective; deps: UnlockDeps; deadline: Deadline; needBroker: Volume[]; devices: Map<string, string>; uuids?: Map<string, string>; skipped: { name: string; reason: string }[]; converted?: AskVolume[]; rescue?: RescueTarget[] },
+  a: { eff: Effective; deps: UnlockDeps; deadline: Deadline; needBroker: Volume[]; devices: Map<string, string>; uuids?: Map<string, string>; kdfMiB?: Map<string, number>; skipped: { name: string; reason: string }[]; converted?: AskVolume[]; rescue?: RescueTarget[] },
 ): Promise<Result> {
   const { eff, deps, deadline, devices, skipped } = a;
   let needBroker = a.needBroker;
@@ -39,9 +40,12 @@ export async function unlockThroughBroker(
   // Where the agent activates a volume itself, that activation is the check: the KDF runs once this boot.
   const activations = config.keyring.handoff === "activate" ? await planActivations(ctx, needBroker, devices, a.uuids ?? new Map(), eff.cmdlineText ?? "", deps) : new Map<string, Activation>();
   const timeout = Math.max(1000, Math.floor(deadline.remainingMs()));
+  const kdf = a.kdfMiB ?? new Map<string, number>();
+  const inTurn = planKdfMemory(ctx, needBroker, kdf, deps.memAvailableMiB ? deps.memAvailableMiB() : memAvailableMiB());
   const checks = needBroker.map((v) => {
     const act = activations.get(v.name);
-    return act ? (deps.activate ?? startActivation)(v.name, devices.get(v.name)!, act.name, act.flags, timeout) : startPassphraseCheck(v.name, devices.get(v.name)!, timeout);
+    const path = devices.get(v.name)!;
+    return act ? (deps.activate ?? startActivation)(v.name, path, act.name, act.flags, timeout, kdf.get(v.name)) : startPassphraseCheck(v.name, path, timeout, kdf.get(v.name));
   });
   const brokerDeps = { ...deps.broker, brokers, provider, deadline, log: ctx.log, trace: ctx.trace };
   let secrets: Map<string, Secret>;
@@ -54,7 +58,7 @@ export async function unlockThroughBroker(
   try {
     // Every passphrase is proven on its keyslot. A volume the config marks `required: false` whose passphrase
     // opens nothing is dropped (named in the log and the result); any other failure stops the unlock.
-    const proven = await ctx.trace.run("check", () => Promise.allSettled(needBroker.map((v, i) => checks[i]!.check(secrets.get(v.resource!)!))));
+    const proven = await ctx.trace.run("check", () => settle(needBroker.map((v, i) => () => checks[i]!.check(secrets.get(v.resource!)!)), inTurn));
     const failed = needBroker.map((v, i) => ({ v, r: proven[i]! })).filter((x) => x.r.status === "rejected");
     const fatal = failed.find((x) => x.v.required !== false);
     if (fatal) throw (fatal.r as PromiseRejectedResult).reason;
@@ -97,6 +101,44 @@ export async function unlockThroughBroker(
   } finally {
     for (const s of secrets.values()) s.wipe();
   }
+}
+
+/** Headroom the rest of the initramfs needs beside a KDF (measured at ~8 MiB spare when a 512 MiB guest's
+ *  256 MiB keyslot was OOM-killed in CI, and ~40 MiB with a 224 MiB one). */
+const KDF_HEADROOM_MIB = 32;
+
+/** Each volume's cryptsetup runs its keyslot's KDF as soon as the passphrase arrives, so several volumes' KDFs
+ *  run at once and their memory adds up. When together they would not fit in what the guest has free (no swap in
+ *  an initramfs: cryptsetup would be OOM-killed), they run one after another (true); a volume whose KDF alone
+ *  does not fit is named before it runs. The estimate is the kernel's; a KDF killed anyway is reported with the
+ *  same numbers. */
+function planKdfMemory(ctx: Context, volumes: Volume[], kdf: Map<string, number>, available: number | undefined): boolean {
+  if (available === undefined) return false;
+  let total = 0;
+  for (const v of volumes) {
+    const need = kdf.get(v.name) ?? 0;
+    total += need;
+    if (need > 0 && need + KDF_HEADROOM_MIB > available) {
+      ctx.log.warn(`volume ${v.name}: its keyslots' KDF takes up to ${need} MiB and ${available} MiB is available: cryptsetup may be killed for want of memory`, { volume: v.name, kdf_mib: need, available_mib: available });
+    }
+  }
+  const inTurn = volumes.length > 1 && total + KDF_HEADROOM_MIB > available;
+  if (inTurn) ctx.log.info(`the keyslots' KDFs take up to ${total} MiB together and ${available} MiB is available: they run one after another`, { kdf_mib: total, available_mib: available });
+  return inTurn;
+}
+
+/** Promise.allSettled over the calls, or the same results with each call awaited before the next starts. */
+async function settle<T>(calls: (() => Promise<T>)[], inTurn: boolean): Promise<PromiseSettledResult<T>[]> {
+  if (!inTurn) return Promise.allSettled(calls.map((c) => c()));
+  const out: PromiseSettledResult<T>[] = [];
+  for (const c of calls) {
+    try {
+      out.push({ status: "fulfilled", value: await c() });
+    } catch (reason) {
+      out.push({ status: "rejected", reason });
+    }
+  }
+  return out;
 }
 
 type RescueTarget = { volume: Volume; path: string; header: LuksHeader };

@@ -9,7 +9,7 @@ import type { Secret } from "../log/secret.js";
 import { luksActive } from "../luks/cryptsetup.js";
 import { checkHeaderCiphers, DEFAULT_CIPHERS, type ExpectedMapping } from "../luks/ciphers.js";
 import { writeExpected } from "../luks/mapping.js";
-import type { LuksHeader } from "../luks/header.js";
+import { kdfMemoryMiB, type LuksHeader } from "../luks/header.js";
 import type { BrokerDeps } from "../flow/broker.js";
 import type { Transport } from "../kbs/transport.js";
 import type { EvidenceProvider } from "../tee/evidence.js";
@@ -38,7 +38,9 @@ export interface UnlockDeps {
    *  itself (tests: a recorder; default `cryptsetup open`). */
   dmAvailable?: (native: import("../native/types.js").Native) => boolean;
   crypttab?: () => string | undefined;
-  activate?: (volume: string, path: string, dmName: string, flags: string[], timeoutMs: number) => import("../luks/cryptsetup.js").PendingCheck;
+  /** MemAvailable in MiB (tests); /proc/meminfo otherwise. */
+  memAvailableMiB?: () => number | undefined;
+  activate?: (volume: string, path: string, dmName: string, flags: string[], timeoutMs: number, kdfMiB?: number) => import("../luks/cryptsetup.js").PendingCheck;
 }
 
 
@@ -110,7 +112,8 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
         normalJit();
         const { unlockThroughBroker } = await import("./unlock-broker.js");
         const uuids = new Map(targets.filter((t) => t.header).map((t) => [t.volume.name, t.header!.uuid]));
-        return await unlockThroughBroker(ctx, { eff, deps, deadline, needBroker, devices, uuids, skipped, converted, rescue });
+        const kdfMiB = new Map(targets.filter((t) => t.header).map((t) => [t.volume.name, kdfMemoryMiB(t.header!)]));
+        return await unlockThroughBroker(ctx, { eff, deps, deadline, needBroker, devices, uuids, kdfMiB, skipped, converted, rescue });
       }
       if (converted.length > 0) {
         const { answerAskPassword } = await import("../keyring/askpass.js");

@@ -10,7 +10,7 @@
 import { CvmError } from "../errors.js";
 import { splitCmdline } from "../config/cmdline.js";
 import type { Secret } from "../log/secret.js";
-import { startWithStdin, type PendingCheck } from "../luks/cryptsetup.js";
+import { cryptsetupWhy, startWithStdin, type PendingCheck } from "../luks/cryptsetup.js";
 
 /** crypttab options that change the dm-crypt mapping, and the cryptsetup flag for each. */
 const FLAGS: Record<string, string> = {
@@ -97,7 +97,7 @@ export function activationFlags(options: string[]): { flags: string[] } | { unsu
 
 /** Starts `cryptsetup open --key-file=- [flags] DEVICE NAME` before the passphrase is known; its check()
  *  activates the volume (the proof and the activation in one KDF run). */
-export function startActivation(volume: string, path: string, dmName: string, flags: string[], timeoutMs: number): PendingCheck {
+export function startActivation(volume: string, path: string, dmName: string, flags: string[], timeoutMs: number, kdfMiB?: number): PendingCheck {
   const run = startWithStdin(["open", "--type", "luks", "--key-file=-", ...flags, path, dmName], timeoutMs);
   return {
     abort: run.abort,
@@ -105,8 +105,7 @@ export function startActivation(volume: string, path: string, dmName: string, fl
       const r = await run.submit(passphrase);
       if (r.ok) return;
       if (r.exitCode === 2) throw new CvmError("LUKS", `volume ${volume}: the passphrase from the broker opens no keyslot of ${path}`, { volume });
-      const why = r.exitCode === null ? `timed out after ${timeoutMs} ms` : `exit ${r.exitCode}: ${r.stderr.split("\n").pop()?.slice(0, 200) ?? ""}`;
-      throw new CvmError("LUKS", `volume ${volume}: cryptsetup could not activate ${path} as ${dmName} (${why})`, { volume });
+      throw new CvmError("LUKS", `volume ${volume}: cryptsetup could not activate ${path} as ${dmName} (${cryptsetupWhy(r, timeoutMs, kdfMiB)})`, { volume });
     },
   };
 }

@@ -3,7 +3,7 @@
 // stderr and kmsg, so it survives on the serial console after the VM powers off.
 import { writeFileReplacing } from "../native/files.js";
 import { ERROR_CODES, type CvmError } from "../errors.js";
-import type { Logger } from "./logger.js";
+import { KMSG_MAX, utf8Length, type Logger } from "./logger.js";
 import { scrubSecrets } from "./secret.js";
 
 export const DEFAULT_RUN_DIR = "/run/cvm-unlock";
@@ -43,10 +43,25 @@ export function makeFailureRecord(
   };
 }
 
+/** The record as one console line that fits one kmsg record, so it parses back from a serial log: when the whole
+ *  record is longer, the step timings go first (all but the total), then the reason is shortened. The file keeps
+ *  the whole record. */
+export function consoleLine(record: FailureRecord): string {
+  const fits = (r: FailureRecord) => {
+    const line = FAILURE_PREFIX + scrubSecrets(JSON.stringify(r));
+    return utf8Length(line) + 4 <= KMSG_MAX ? line : undefined; // 4: the "<3>" priority and the newline
+  };
+  const total = record.timings_ms.total;
+  const lean: FailureRecord = { ...record, timings_ms: total === undefined ? {} : { total } };
+  let line = fits(record) ?? fits(lean);
+  for (let n = 300; !line && n >= 0; n -= 50) line = fits({ ...lean, reason: record.reason.slice(0, n) + "…", details: n > 0 ? record.details : {} });
+  return line ?? FAILURE_PREFIX + JSON.stringify({ v: 1, code: record.code, exit: record.exit, step: record.step });
+}
+
 /** Writes the record file (best effort: a read-only /run must not hide the console line) and logs the line. */
 export function reportFailure(record: FailureRecord, runDir: string, log: Logger): string | undefined {
   const json = scrubSecrets(JSON.stringify(record));
-  log.raw("error", FAILURE_PREFIX + json);
+  log.raw("error", consoleLine(record));
   try {
     return writeFileReplacing(runDir, FAILURE_FILE, json + "\n", 0o600);
   } catch (e) {

@@ -11,8 +11,20 @@ export interface Sink {
   write(prio: number, line: string): void;
 }
 
-/** kmsg records are limited to about 1 KiB; longer lines are cut, never split across records. */
-const KMSG_MAX = 976;
+/** kmsg takes a record of at most ~1 KiB in bytes (a longer write fails whole, EINVAL); longer lines are cut on a
+ *  UTF-8 boundary, never split across records. */
+export const KMSG_MAX = 976;
+
+export const utf8Length = (s: string): number => new TextEncoder().encode(s).length;
+
+function cutUtf8(line: string, max: number): string {
+  if (line.length * 3 <= max) return line; // cannot be over: at most 3 UTF-8 bytes per UTF-16 unit
+  const b = new TextEncoder().encode(line);
+  if (b.length <= max) return line;
+  let end = max - 3;
+  while (end > 0 && (b[end]! & 0xc0) === 0x80) end--; // not inside a character
+  return new TextDecoder().decode(b.subarray(0, end)) + "...";
+}
 
 export class Logger {
   constructor(
@@ -84,7 +96,7 @@ export function stderrSink(write: (s: string) => void = (s) => console.error(s.s
 export function kmsgSink(writeRecord: (record: string) => void): Sink {
   return {
     write(prio, line) {
-      const body = line.length > KMSG_MAX ? line.slice(0, KMSG_MAX - 3) + "..." : line;
+      const body = cutUtf8(line, KMSG_MAX);
       try {
         writeRecord(`<${prio}>${body}\n`);
       } catch {

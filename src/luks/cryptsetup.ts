@@ -4,7 +4,7 @@
 import { CvmError } from "../errors.js";
 import type { Secret } from "../log/secret.js";
 import { exists } from "../native/files.js";
-import { spawnWithStdin } from "../proc.js";
+import { memAvailableMiB, spawnWithStdin } from "../proc.js";
 import { dmUuidIsLuks, listDm } from "./mapping.js";
 
 /** UUID=/PARTUUID=/PARTLABEL= → the udev symlink; absolute paths as they are. */
@@ -32,7 +32,28 @@ export function luksActive(uuid: string, sysBlock = "/sys/block"): boolean {
 export interface CryptsetupResult {
   ok: boolean;
   exitCode: number | null;
+  /** The signal that ended it, or null. */
+  signal: string | null;
+  /** The agent killed it at its deadline. */
+  timedOut: boolean;
+  /** MemAvailable (MiB) when the passphrase went in, as the keyslot's KDF started; undefined where unknown. */
+  memAvailableMiB?: number;
   stderr: string;
+}
+
+/** Why a cryptsetup run failed, for an error message. A SIGKILL the agent did not send is, in an initramfs
+ *  without swap, the kernel's OOM killer ending a keyslot's argon2 KDF that did not fit beside the initramfs
+ *  (unit OOMPolicy=continue keeps the agent alive to say so); kdfMiB is the most the volume's keyslots take. */
+export function cryptsetupWhy(r: CryptsetupResult, timeoutMs: number, kdfMiB?: number): string {
+  if (r.timedOut) return `timed out after ${timeoutMs} ms`;
+  if (r.signal === "SIGKILL") {
+    const need = kdfMiB ? [`its keyslots' KDF takes up to ${kdfMiB} MiB`] : [];
+    if (r.memAvailableMiB !== undefined) need.push(`${r.memAvailableMiB} MiB was available when it started`);
+    return `killed by SIGKILL, not by the agent: most likely the kernel's OOM killer${need.length ? ` (${need.join("; ")})` : ""} — give the guest more memory or the keyslot a smaller --pbkdf-memory`;
+  }
+  if (r.signal) return `killed by ${r.signal}`;
+  const last = r.stderr.split("\n").pop()?.slice(0, 200) ?? "";
+  return `exit ${r.exitCode}${r.exitCode === 3 ? " (out of memory)" : ""}: ${last}`;
 }
 
 /** A cryptsetup process started ahead of time, waiting for its passphrase on stdin. */
@@ -46,7 +67,11 @@ export interface PendingRun {
 export function startWithStdin(args: string[], timeoutMs: number, binary = "cryptsetup"): PendingRun {
   const child = spawnWithStdin([binary, ...args]);
   child.catch(() => {}); // observed by submit()
-  let timer: ReturnType<typeof setTimeout> | undefined = setTimeout(() => void child.then((c) => c.kill()).catch(() => {}), timeoutMs);
+  let timedOut = false;
+  let timer: ReturnType<typeof setTimeout> | undefined = setTimeout(() => {
+    timedOut = true;
+    void child.then((c) => c.kill()).catch(() => {});
+  }, timeoutMs);
   const stop = () => {
     if (timer) clearTimeout(timer);
     timer = undefined;
@@ -60,9 +85,10 @@ export function startWithStdin(args: string[], timeoutMs: number, binary = "cryp
         stop();
         throw new CvmError("LUKS", `cannot run ${binary}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
       }
+      const memAvailable = memAvailableMiB();
       passphrase.use((bytes) => c.end(bytes));
       const r = await c.exited.finally(stop);
-      return { ok: r.code === 0, exitCode: r.code, stderr: r.stderr.trim() };
+      return { ok: r.code === 0, exitCode: r.code, signal: r.signal, timedOut, memAvailableMiB: memAvailable, stderr: r.stderr.trim() };
     },
     abort() {
       stop();
@@ -79,7 +105,7 @@ export interface PendingCheck {
 }
 
 /** Starts `cryptsetup open --test-passphrase --key-file=-` for a volume before its passphrase is known. */
-export function startPassphraseCheck(name: string, path: string, timeoutMs: number): PendingCheck {
+export function startPassphraseCheck(name: string, path: string, timeoutMs: number, kdfMiB?: number): PendingCheck {
   const run = startWithStdin(["open", "--test-passphrase", "--key-file=-", path], timeoutMs);
   return {
     abort: run.abort,
@@ -88,8 +114,7 @@ export function startPassphraseCheck(name: string, path: string, timeoutMs: numb
       if (r.ok) return;
       // cryptsetup exit codes: 1 wrong parameters, 2 no permission (bad passphrase), 3 out of memory, 4 wrong device, 5 busy.
       if (r.exitCode === 2) throw new CvmError("LUKS", `volume ${name}: the passphrase from the broker opens no keyslot of ${path}`, { volume: name });
-      const why = r.exitCode === null ? `timed out after ${timeoutMs} ms` : `exit ${r.exitCode}: ${r.stderr.split("\n").pop()?.slice(0, 200) ?? ""}`;
-      throw new CvmError("LUKS", `volume ${name}: cryptsetup could not check ${path} (${why})`, { volume: name });
+      throw new CvmError("LUKS", `volume ${name}: cryptsetup could not check ${path} (${cryptsetupWhy(r, timeoutMs, kdfMiB)})`, { volume: name });
     },
   };
 }

@@ -115,6 +115,17 @@ const obj = (v: unknown, what: string): Record<string, any> => (typeof v === "ob
 const text = (v: unknown, what: string): string => (typeof v === "string" ? v : typeof v === "number" ? String(v) : bad(`${what} is not a string`));
 const strs = (v: unknown, what: string): string[] => (Array.isArray(v) && v.every((x) => typeof x === "string") ? (v as string[]) : bad(`${what} is not an array of strings`));
 
+/** The most memory (MiB) any keyslot's KDF takes (argon2i/argon2id; pbkdf2 takes none), 0 when none does.
+ *  cryptsetup may try every keyslot in turn, so this is what unlocking the volume can need. */
+export function kdfMemoryMiB(h: Pick<LuksHeader, "keyslots">): number {
+  let kib = 0;
+  for (const k of h.keyslots) {
+    const m = k.kdf.memory;
+    if (typeof m === "number" && Number.isFinite(m) && m > kib) kib = m;
+  }
+  return Math.ceil(kib / 1024);
+}
+
 export function luksModel(j: unknown): Pick<LuksHeader, "keyslots" | "tokens" | "segments" | "digests"> {
   const root = obj(j, "metadata");
   const keyslots = Object.entries(obj(root.keyslots, "keyslots")).map(([id, k]) => {

@@ -3,12 +3,13 @@ import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { tempDir } from "./bin.js";
 
-export function makeLuksImage(passphrase: string, dir = tempDir("luks-"), name = "disk.img", opts: { argon2id?: { iterTimeMs: number } } = {}): string {
+export function makeLuksImage(passphrase: string, dir = tempDir("luks-"), name = "disk.img", opts: { argon2id?: { iterTimeMs: number; memoryKiB?: number } } = {}): string {
   const path = join(dir, name);
   execFileSync("truncate", ["-s", "20M", path]);
   // argon2id as a real image has it (cryptsetup's default KDF, its memory cost sized to the machine), with a
   // shorter time cost than the default 2 s so a test stays quick; pbkdf2 with 1000 iterations otherwise.
-  const kdf = opts.argon2id ? ["--pbkdf", "argon2id", "--iter-time", String(opts.argon2id.iterTimeMs)] : ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
+  const mem = opts.argon2id?.memoryKiB ? ["--pbkdf-memory", String(opts.argon2id.memoryKiB)] : [];
+  const kdf = opts.argon2id ? ["--pbkdf", "argon2id", "--iter-time", String(opts.argon2id.iterTimeMs), ...mem] : ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"];
   execFileSync("cryptsetup", ["luksFormat", "--type", "luks2", "--batch-mode", ...kdf, "--key-file=-", path], { input: passphrase });
   return path;
 }

@@ -10,7 +10,13 @@ import { startBroker } from "../../tools/dev-broker/server.js";
 import { memoryStore } from "../../tools/dev-broker/store.js";
 import { makeLuksImage, opens } from "../helpers/luks.js";
 import { runUnlockWith } from "../helpers/unlock-harness.js";
-import type { PendingCheck } from "../../src/luks/cryptsetup.js";
+import { cryptsetupWhy, startWithStdin, type PendingCheck } from "../../src/luks/cryptsetup.js";
+import { kdfMemoryMiB, readLuksHeaderFile } from "../../src/luks/header.js";
+import { memAvailableMiB } from "../../src/proc.js";
+import { Secret } from "../../src/log/secret.js";
+import { chmodSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { tempDir } from "../helpers/bin.js";
 
 const U = "95964358-963f-46fe-b42c-22990c0883e6";
 
@@ -96,6 +102,82 @@ describe("unlock with handoff activate (device-mapper as a seam)", () => {
       expect(r.ok).toBe(true);
       expect(calls).toEqual([]);
       expect(r.native.keys.size).toBe(1);
+    } finally {
+      await broker.close();
+    }
+  });
+});
+
+describe("a keyslot KDF that does not fit in the guest's memory (no swap in an initramfs)", () => {
+  /** A stand-in for cryptsetup that reads the passphrase and then dies as the kernel's OOM killer ends it. */
+  const script = (body: string) => {
+    const f = join(tempDir("cs-"), "cryptsetup");
+    writeFileSync(f, `#!/bin/sh\nhead -c 1 >/dev/null\n${body}\n`);
+    chmodSync(f, 0o755);
+    return f;
+  };
+
+  it("a SIGKILL the agent did not send is named as the OOM killer, with the KDF's memory and what was free; the agent's own kill at the deadline says timed out", async () => {
+    const killed = await startWithStdin([], 10_000, script("kill -9 $$")).submit(Secret.fromString("x"));
+    expect(killed).toMatchObject({ ok: false, exitCode: null, signal: "SIGKILL", timedOut: false });
+    expect(killed.memAvailableMiB).toBeGreaterThan(0);
+    expect(cryptsetupWhy(killed, 10_000, 256)).toBe(`killed by SIGKILL, not by the agent: most likely the kernel's OOM killer (its keyslots' KDF takes up to 256 MiB; ${killed.memAvailableMiB} MiB was available when it started) — give the guest more memory or the keyslot a smaller --pbkdf-memory`);
+    const late = await startWithStdin([], 300, script("exec sleep 5")).submit(Secret.fromString("x"));
+    expect(late).toMatchObject({ ok: false, exitCode: null, signal: "SIGKILL", timedOut: true });
+    expect(cryptsetupWhy(late, 300, 256)).toBe("timed out after 300 ms");
+    const term = await startWithStdin([], 10_000, script("kill -TERM $$")).submit(Secret.fromString("x"));
+    expect(cryptsetupWhy(term, 10_000)).toBe("killed by SIGTERM");
+    const oom = await startWithStdin([], 10_000, script("echo 'Not enough available memory to open a keyslot.' >&2; exit 3")).submit(Secret.fromString("x"));
+    expect(cryptsetupWhy(oom, 10_000)).toBe("exit 3 (out of memory): Not enough available memory to open a keyslot.");
+  });
+
+  it("reads MemAvailable, and the most any keyslot's KDF takes from a real header", async () => {
+    expect(memAvailableMiB("MemTotal:  480016 kB\nMemFree:  125872 kB\nMemAvailable:     129712 kB\n")).toBe(126);
+    expect(memAvailableMiB("MemTotal: 1 kB\n")).toBeUndefined();
+    expect(memAvailableMiB()).toBeGreaterThan(0);
+    expect(kdfMemoryMiB(await readLuksHeaderFile(makeLuksImage("p", undefined, undefined, { argon2id: { iterTimeMs: 50, memoryKiB: 40960 } })))).toBe(40);
+    expect(kdfMemoryMiB(await readLuksHeaderFile(makeLuksImage("p")))).toBe(0); // pbkdf2
+    expect(kdfMemoryMiB({ keyslots: [{ id: "0", type: "luks2", kdf: { type: "argon2id", memory: "1e9" as unknown as number } }] })).toBe(0); // hostile JSON
+  });
+
+  it("volumes whose KDFs do not fit together run one after another, a volume whose KDF alone does not fit is named; with room they run at once", async () => {
+    const { execFileSync } = await import("node:child_process");
+    const dir = tempDir("kdf-");
+    const images = ["a", "b"].map((n) => makeLuksImage(`pass-${n}`, dir, `${n}.img`, { argon2id: { iterTimeMs: 50, memoryKiB: 49152 } }));
+    const uuids = images.map((i) => execFileSync("cryptsetup", ["luksUUID", i], { encoding: "utf8" }).trim());
+    const broker = await startBroker({ store: memoryStore({ "cvm/luks/a": "pass-a", "cvm/luks/b": "pass-b" }), policy: { allowTees: ["sample"], denyAll: false }, dev: true });
+    const config = {
+      broker: { url: broker.url, insecure_http: true }, tee: { allow_simulated: true }, deadline_s: 30, keyring: { keyring: "@s" },
+      volumes: [{ name: "a", device: images[0], resource: "cvm/luks/a" }, { name: "b", device: images[1], resource: "cvm/luks/b" }],
+    };
+    const cmdline = uuids.map((u) => `rd.luks.uuid=${u}`).join(" ");
+    try {
+      const run = async (available: number) => {
+        const events: string[] = [];
+        const activate = (volume: string, path: string, _dm: string, _f: string[], _t: number, kdfMiB?: number): PendingCheck => ({
+          abort: () => {},
+          async check(p) {
+            events.push(`start ${volume} ${kdfMiB}`);
+            const ok = p.use((b) => opens(path, b)); // the real KDF, 48 MiB each
+            await new Promise((r) => setTimeout(r, 50));
+            events.push(`end ${volume}`);
+            if (!ok) throw new Error("wrong passphrase");
+          },
+        });
+        const r = await runUnlockWith(makeUnlock({ dmAvailable: () => true, crypttab: () => undefined, activate, memAvailableMiB: () => available }), config, { cmdline });
+        expect(r.ok, r.error?.message).toBe(true);
+        return { events, log: r.lines.join("\n") };
+      };
+      const tight = await run(100); // 48 + 32 fits alone, 96 + 32 does not fit together
+      expect(tight.events).toEqual(["start a 48", "end a", "start b 48", "end b"]);
+      expect(tight.log).toMatch(/the keyslots' KDFs take up to 96 MiB together and 100 MiB is available: they run one after another/);
+      expect(tight.log).not.toMatch(/may be killed for want of memory/);
+      const roomy = await run(4096);
+      expect(roomy.events.slice(0, 2).sort()).toEqual(["start a 48", "start b 48"]);
+      expect(roomy.log).not.toMatch(/one after another/);
+      const small = await run(60); // not even one fits: named, and still tried (the estimate is the kernel's)
+      expect(small.log).toMatch(/volume a: its keyslots' KDF takes up to 48 MiB and 60 MiB is available: cryptsetup may be killed for want of memory/);
+      expect(small.events).toEqual(["start a 48", "end a", "start b 48", "end b"]);
     } finally {
       await broker.close();
     }
