@@ -425,22 +425,30 @@ PY
         # (system_reset: no shutdown, the guest's unflushed writes lost, the TPM reset) (a) 1.5 s after the agent
         # started, before anything is written, and (b) the moment the header holds the new systemd-tpm2 token
         # beside the old tpm2-import one; each time the next boot (same QEMU run) must unlock and finish.
-        for moment in a b; do
-            cp --sparse=always "$S/root-sealed.img" "$S/root-21.img"
-            MON="$S/mon-21$moment.sock"
-            rm -f "$MON" "$S/resets-21$moment.log"
-            python3 "$ROOT/test/e2e/powerloss.py" "$moment" "$S/serial-21$moment.log" "$S/root-21.img" "$MON" "$S/resets-21$moment.log" 2>"$S/powerloss.err" &
-            WATCH=$!; PIDS+=("$WATCH")
-            start_vtpm "$VTPM"
-            ROOT_IMG="$S/root-21.img" E2E_MONITOR="$MON" E2E_REBOOT=1 E2E_BOOT_TIMEOUT=400 run_qemu ovmf "$S/serial-21$moment.log" -drive "file=$S/esp-a.img,if=none,id=esp,format=raw" -device virtio-blk-pci,drive=esp,bootindex=0
-            stop_vtpm
-            kill "$WATCH" 2>/dev/null || true; wait "$WATCH" 2>/dev/null || true
+        # The watcher pauses the VM before it resets it and checks the header again; when a busy host let the guest
+        # get past the moment (moment b's two header writes are one cryptsetup run apart), it says "missed" and the
+        # run is repeated on a fresh copy, at most three times. A missed moment is the harness's, not the agent's.
+        # E2E_REPEAT_21=N runs each moment N times (hunting a rare failure); the suite runs each once.
+        for moment in $(for _ in $(seq "${E2E_REPEAT_21:-1}"); do echo a b; done); do
+            for try in 1 2 3; do
+                cp --sparse=always "$S/root-sealed.img" "$S/root-21.img"
+                MON="$S/mon-21$moment.sock"
+                rm -f "$MON" "$S/resets-21$moment.log"
+                python3 "$ROOT/test/e2e/powerloss.py" "$moment" "$S/serial-21$moment.log" "$S/root-21.img" "$MON" "$S/resets-21$moment.log" 2>"$S/powerloss.err" &
+                WATCH=$!; PIDS+=("$WATCH")
+                start_vtpm "$VTPM"
+                ROOT_IMG="$S/root-21.img" E2E_MONITOR="$MON" E2E_REBOOT=1 E2E_BOOT_TIMEOUT=400 run_qemu ovmf "$S/serial-21$moment.log" -drive "file=$S/esp-a.img,if=none,id=esp,format=raw" -device virtio-blk-pci,drive=esp,bootindex=0
+                stop_vtpm
+                kill "$WATCH" 2>/dev/null || true; wait "$WATCH" 2>/dev/null || true
+                grep -q '^missed' "$S/resets-21$moment.log" 2>/dev/null || break
+                log "boot 21$moment: $(cat "$S/resets-21$moment.log") (try $try): again on a fresh copy"
+            done
             after=$(tokens_of "$S/root-21.img")
             at=$(sed -n 's/^reset .: header //p' "$S/resets-21$moment.log" 2>/dev/null)
-            [ -n "$at" ] || EXTRA_WHY="no reset happened at moment $moment ($(cat "$S/powerloss.err" | tail -n 1))"
+            [ -n "$at" ] || EXTRA_WHY="no reset happened at moment $moment ($(cat "$S/resets-21$moment.log" "$S/powerloss.err" 2>/dev/null | tail -n 1))"
             [ -z "${EXTRA_WHY:-}" ] && [ "$after" != systemd-tpm2 ] && EXTRA_WHY="tokens after the power loss: $after (want systemd-tpm2 only)"
             [ -z "${EXTRA_WHY:-}" ] && [ "$moment" = a ] && ! grep -qa 'converted tpm2-import token 0' "$S/serial-21$moment.log" && EXTRA_WHY="the boot after the reset did not convert"
-            [ -z "${EXTRA_WHY:-}" ] && [ "$moment" = b ] && ! grep -qa 'finishing the interrupted conversion' "$S/serial-21$moment.log" && EXTRA_WHY="the boot after the reset did not finish the interrupted conversion"
+            [ -z "${EXTRA_WHY:-}" ] && [ "$moment" = b ] && ! grep -qa 'finishing the interrupted conversion' "$S/serial-21$moment.log" && EXTRA_WHY="the boot after the reset did not finish the interrupted conversion (agent: $(grep -a 'cvm-unlock: ' "$S/serial-21$moment.log" | tail -n 3 | cut -c1-160 | tr '\n' '|'))"
             verdict "boot 21$moment (OVMF + vTPM, power loss in the first-boot conversion with the header at [$at]: the next boot unlocks and finishes, tokens $after)" "$S/serial-21$moment.log" vtpm-first-any
         done
     fi
