@@ -12,7 +12,7 @@ import { tokenPolicyDigest } from "../tpm/policy.js";
 export interface TokenCheck {
   token: string;
   keyslot: string;
-  state: "will-unseal" | "stale" | "pin-required" | "unsupported" | "no-tpm";
+  state: "will-unseal" | "stale" | "pin-required" | "unsupported" | "no-tpm" | "lockout";
   detail: string;
 }
 
@@ -57,6 +57,7 @@ export async function readVolumeHeader(volume: Volume, path: string): Promise<Lu
 /** header: the volume's header when the caller has just read it (else it is read here). */
 export async function planVolumes(volumes: { volume: Volume; path: string; header?: LuksHeader }[], opts: { tpm: () => Promise<Tpm | undefined>; log: Logger }): Promise<VolumePlan[]> {
   let tpm: Tpm | undefined | null = null;
+  let lock: Awaited<ReturnType<Tpm["lockout"]>> | undefined | null = null;
   const plans: VolumePlan[] = [];
   for (const { volume, path, header } of volumes) {
     const tokens = (header ?? (await readVolumeHeader(volume, path))).tokens.filter((t) => t.type === "systemd-tpm2");
@@ -65,11 +66,21 @@ export async function planVolumes(volumes: { volume: Volume; path: string; heade
       if (tpm === null) tpm = await opts.tpm();
       checks.push(await checkTpm2Token(t, tpm));
     }
+    // A policy that matches still unseals nothing while the TPM is in dictionary-attack lockout: then the volume
+    // needs the broker like a stale one (asked once, and only when a token would otherwise unseal).
+    if (tpm && checks.some((c) => c.state === "will-unseal")) {
+      if (lock === null) lock = await tpm.lockout().catch(() => undefined);
+      if (lock?.inLockout) {
+        const why = `policy matches, but the TPM is in dictionary-attack lockout (${lock.failedTries ?? "?"} of ${lock.maxTries ?? "?"} failed tries; one is forgiven every ${lock.intervalS ?? "?"} s): nothing DA-protected unseals now`;
+        for (const c of checks) if (c.state === "will-unseal") Object.assign(c, { state: "lockout", detail: why });
+      }
+    }
     const good = checks.find((c) => c.state === "will-unseal");
     const plan: VolumePlan = { volume, path, tokens: checks };
     if (good) plan.skip = `systemd-tpm2 token ${good.token} will unseal (${good.detail})`;
     for (const c of checks.filter((x) => x.state !== "will-unseal")) {
-      opts.log.warn(`volume ${volume.name}: systemd-tpm2 token ${c.token} is ${c.state === "stale" ? "stale (PCRs changed since it was sealed)" : c.state}: ${c.detail}`, { volume: volume.name });
+      const what = c.state === "stale" ? "stale (PCRs changed since it was sealed)" : c.state === "lockout" ? "blocked by the TPM's lockout" : c.state;
+      opts.log.warn(`volume ${volume.name}: systemd-tpm2 token ${c.token} is ${what}: ${c.detail}`, { volume: volume.name });
     }
     plans.push(plan);
   }

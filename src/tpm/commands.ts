@@ -14,8 +14,8 @@ export const CC = {
 export const ST = { NO_SESSIONS: 0x8001, SESSIONS: 0x8002 } as const;
 export const RH = { OWNER: 0x40000001, NULL: 0x40000007, PW: 0x40000009 } as const;
 export const CAP = { HANDLES: 1, PCRS: 5, TPM_PROPERTIES: 6 } as const;
-/** Fixed TPM properties (PT_FIXED + n) this client reads. */
-export const PT = { NV_INDEX_MAX: 0x117, NV_BUFFER_MAX: 0x12c } as const;
+/** TPM properties this client reads: fixed (PT_FIXED + n) and variable (PT_VAR + n; TPMA_PERMANENT bit 9 is inLockout). */
+export const PT = { NV_INDEX_MAX: 0x117, NV_BUFFER_MAX: 0x12c, PERMANENT: 0x200, LOCKOUT_COUNTER: 0x20e, MAX_AUTH_FAIL: 0x20f, LOCKOUT_INTERVAL: 0x210 } as const;
 // No prototype: a bank name from an untrusted token ("constructor", "toString") must look up nothing.
 export const BANKS: Record<string, number> = Object.assign(Object.create(null) as Record<string, number>, { sha1: 0x0004, sha256: 0x000b, sha384: 0x000c, sha512: 0x000d });
 /** A token's tpm2-pcr-bank as a known bank name, or undefined; `missing` is used when the field is absent. */
@@ -128,17 +128,32 @@ export class Tpm {
     await this.call("FlushContext", [], new Writer().u32(handle).bytes());
   }
 
-  /** One fixed TPM property (TPM_PT_…), or undefined when the TPM does not report it. */
+  /** One TPM property (TPM_PT_…), or undefined when the TPM does not report it. */
   async property(pt: number): Promise<number | undefined> {
-    const r = await this.call("GetCapability", [], new Writer().u32(CAP.TPM_PROPERTIES).u32(pt).u32(1).bytes());
+    return (await this.properties(pt, 1)).get(pt);
+  }
+
+  /** The TPM properties from `first` on (at most count), as the TPM reports them. */
+  async properties(first: number, count: number): Promise<Map<number, number>> {
+    const r = await this.call("GetCapability", [], new Writer().u32(CAP.TPM_PROPERTIES).u32(first).u32(count).bytes());
     r.u8(); // moreData
     if (r.u32() !== CAP.TPM_PROPERTIES) throw new CvmError("TPM", "GetCapability(TPM_PROPERTIES): wrong capability in the answer");
     const n = r.u32();
+    const out = new Map<number, number>();
     for (let i = 0; i < n; i++) {
       const p = TYPES.TPMS_TAGGED_PROPERTY.dec(r);
-      if (p.property === pt) return p.value;
+      out.set(p.property, p.value);
     }
-    return undefined;
+    return out;
+  }
+
+  /** The dictionary-attack state. In lockout the TPM refuses every DA-protected authorization — systemd's
+   *  storage key and the secrets sealed under it included — until failedTries drops below maxTries (one failure
+   *  is forgiven every intervalS seconds of powered time). A reset without an orderly TPM shutdown counts as a
+   *  failure, so a host that power-cycles a guest a few times can get there. */
+  async lockout(): Promise<{ inLockout: boolean; failedTries?: number; maxTries?: number; intervalS?: number }> {
+    const p = await this.properties(PT.PERMANENT, PT.LOCKOUT_INTERVAL - PT.PERMANENT + 1);
+    return { inLockout: ((p.get(PT.PERMANENT) ?? 0) & (1 << 9)) !== 0, failedTries: p.get(PT.LOCKOUT_COUNTER), maxTries: p.get(PT.MAX_AUTH_FAIL), intervalS: p.get(PT.LOCKOUT_INTERVAL) };
   }
 
   /** Loaded transient objects and sessions (swtpm has no resource manager: tests clean up with these). */
