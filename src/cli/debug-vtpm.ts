@@ -1,7 +1,7 @@
 // debug luks DEVICE / debug tpm: what is on a volume and which path would unlock it, and the TPM's PCRs
 // with, for each configured volume's systemd-tpm2 tokens, whether the next boot would unseal them.
 import { existsSync, writeFileSync } from "node:fs";
-import { checkTpm2Token, planVolumes } from "../flow/plan.js";
+import { checkTpm2Token, markLockout, planVolumes } from "../flow/plan.js";
 import { readLuksHeaderFile } from "../luks/header.js";
 import { devicePath } from "../luks/cryptsetup.js";
 import { Tpm } from "../tpm/commands.js";
@@ -31,11 +31,13 @@ export const debugLuks: Runner = async (ctx) => {
       else if (t.type === "tpm2-import") tokens.push({ id: t.id, type: t.type, keyslots: t.keyslots, state: "convert-pending", detail: "first-boot conversion to systemd-tpm2 (cvm-unlock convert) has not run" });
       else tokens.push({ id: t.id, type: t.type, keyslots: t.keyslots, state: "other", detail: "" });
     }
+    const lockout = tpm ? await tpm.lockout().catch(() => undefined) : undefined;
+    markLockout(tokens, lockout);
     const path = tokens.some((t) => t.state === "will-unseal") ? "the vTPM (systemd-tpm2 token)" : tokens.some((t) => t.state === "convert-pending") ? "first-boot conversion, then the vTPM" : "a passphrase (broker or recovery)";
     return {
       status: "done",
       message: `${dev}: LUKS2 ${h.uuid}, ${h.keyslots.length} keyslot(s), ${h.tokens.length} token(s); next boot unlocks through ${path}`,
-      data: { uuid: h.uuid, label: h.label, seqid: h.seqid.toString(), copies: h.copies, keyslots: h.keyslots, tokens, unlock_path: path, tpm: tpm?.transport.name ?? null },
+      data: { uuid: h.uuid, label: h.label, seqid: h.seqid.toString(), copies: h.copies, keyslots: h.keyslots, tokens, unlock_path: path, tpm: tpm?.transport.name ?? null, ...(lockout ? { lockout } : {}) },
     };
   } finally {
     tpm?.transport.close();
@@ -62,7 +64,9 @@ export const debugTpm: Runner = async (ctx) => {
     }
     let srk: { file: string; name: string } | undefined;
     if (typeof ctx.flags["srk-out"] === "string") srk = await writeSrk(tpm, ctx.flags["srk-out"]);
-    return { status: "done", message: `TPM ${tpm.transport.name}: ${banks.map((b) => `${b.bank}(${b.pcrs.length})`).join(", ")}${srk ? `; storage key written to ${srk.file}` : ""}`, data: { banks, sha256: pcrs, volumes, srk } };
+    const lockout = await tpm.lockout().catch(() => undefined);
+    const locked = lockout?.inLockout ? `; IN DICTIONARY-ATTACK LOCKOUT (${lockout.failedTries ?? "?"} of ${lockout.maxTries ?? "?"} failed tries, one forgiven every ${lockout.intervalS ?? "?"} s)` : "";
+    return { status: "done", message: `TPM ${tpm.transport.name}: ${banks.map((b) => `${b.bank}(${b.pcrs.length})`).join(", ")}${locked}${srk ? `; storage key written to ${srk.file}` : ""}`, data: { banks, sha256: pcrs, lockout, volumes, srk } };
   } finally {
     tpm.transport.close();
   }

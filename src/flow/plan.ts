@@ -44,6 +44,13 @@ export async function checkTpm2Token(t: Token, tpm: Tpm | undefined): Promise<To
   return { ...base, state: "will-unseal", detail: `policy matches the current PCRs ${bank}:${(pcrs as number[]).join(",")}` };
 }
 
+/** Turns "will-unseal" into "lockout" when the TPM's dictionary-attack state (Tpm.lockout) says it is locked out. */
+export function markLockout(checks: { state: string; detail: string }[], lock: Awaited<ReturnType<Tpm["lockout"]>> | undefined): void {
+  if (!lock?.inLockout) return;
+  const why = `policy matches, but the TPM is in dictionary-attack lockout (${lock.failedTries ?? "?"} of ${lock.maxTries ?? "?"} failed tries; one is forgiven every ${lock.intervalS ?? "?"} s): nothing DA-protected unseals now`;
+  for (const c of checks) if (c.state === "will-unseal") Object.assign(c, { state: "lockout", detail: why });
+}
+
 /** A volume's LUKS header; a bad one is a LUKS error naming the volume. */
 export async function readVolumeHeader(volume: Volume, path: string): Promise<LuksHeader> {
   try {
@@ -70,10 +77,7 @@ export async function planVolumes(volumes: { volume: Volume; path: string; heade
     // needs the broker like a stale one (asked once, and only when a token would otherwise unseal).
     if (tpm && checks.some((c) => c.state === "will-unseal")) {
       if (lock === null) lock = await tpm.lockout().catch(() => undefined);
-      if (lock?.inLockout) {
-        const why = `policy matches, but the TPM is in dictionary-attack lockout (${lock.failedTries ?? "?"} of ${lock.maxTries ?? "?"} failed tries; one is forgiven every ${lock.intervalS ?? "?"} s): nothing DA-protected unseals now`;
-        for (const c of checks) if (c.state === "will-unseal") Object.assign(c, { state: "lockout", detail: why });
-      }
+      markLockout(checks, lock);
     }
     const good = checks.find((c) => c.state === "will-unseal");
     const plan: VolumePlan = { volume, path, tokens: checks };

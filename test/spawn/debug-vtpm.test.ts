@@ -40,7 +40,7 @@ describe("debug luks / debug tpm", () => {
     await t.pcrExtend(7, "sha256", Buffer.from(JSON.parse(fixtureText("pcr.json")).extend[0], "hex"));
     t.transport.close();
     r = await runAsync(["debug", "luks", hdr, "--tpm-device", sw.spec, "--json"]);
-    expect(r.json).toMatchObject({ unlock_path: "the vTPM (systemd-tpm2 token)", tokens: [{ state: "will-unseal" }] });
+    expect(r.json).toMatchObject({ unlock_path: "the vTPM (systemd-tpm2 token)", tokens: [{ state: "will-unseal" }], lockout: { inLockout: false, maxTries: 3 } });
     const { writeFileSync } = await import("node:fs");
     const cfg = `${hdr}.json`;
     writeFileSync(cfg, JSON.stringify({ tpm: { device: sw.spec }, volumes: [{ name: "root", device: hdr }] }));
@@ -48,6 +48,7 @@ describe("debug luks / debug tpm", () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.json.sha256["7"]).toBe(JSON.parse(fixtureText("pcr.json")).value);
     expect(r.json.volumes[0]).toMatchObject({ name: "root", next_boot: "unlocks from the vTPM" });
+    expect(r.json.lockout).toEqual({ inLockout: false, failedTries: expect.any(Number), maxTries: 3, intervalS: expect.any(Number) }); // swtpm's defaults
   });
 
   it("debug tpm --srk-out writes the storage key the owner's fixture tooling sealed to, byte for byte", async () => {
