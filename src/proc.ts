@@ -1,5 +1,7 @@
 // Child processes with a secret on stdin. In the compiled agent this is Bun.spawn (≈0.3 ms); under Node
 // (tests) node:child_process, loaded only then — its first spawn costs ≈11 ms in a compiled Bun binary.
+import { readFileText } from "./native/files.js";
+
 export interface Child {
   /** Writes the bytes to stdin and closes it. */
   end(bytes: Uint8Array): void;
@@ -7,8 +9,6 @@ export interface Child {
   /** Exit code (null when killed by a signal), the signal's name, and the first 4 KiB of stderr. */
   exited: Promise<{ code: number | null; signal: string | null; stderr: string }>;
 }
-
-import { readFileText } from "./native/files.js";
 
 const ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C" };
 

@@ -4,7 +4,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { checkTpm2Token, markLockout, planVolumes } from "../flow/plan.js";
 import { readLuksHeaderFile } from "../luks/header.js";
 import { devicePath } from "../luks/cryptsetup.js";
-import { Tpm } from "../tpm/commands.js";
+import { lockoutCounts, Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
 import { encode, TYPES } from "../tpm/marshal.js";
 import { createPrimary, rhelSrkTemplate } from "../tpm/objects.js";
@@ -65,7 +65,7 @@ export const debugTpm: Runner = async (ctx) => {
     let srk: { file: string; name: string } | undefined;
     if (typeof ctx.flags["srk-out"] === "string") srk = await writeSrk(tpm, ctx.flags["srk-out"]);
     const lockout = await tpm.lockout().catch(() => undefined);
-    const locked = lockout?.inLockout ? `; IN DICTIONARY-ATTACK LOCKOUT (${lockout.failedTries ?? "?"} of ${lockout.maxTries ?? "?"} failed tries, one forgiven every ${lockout.intervalS ?? "?"} s)` : "";
+    const locked = lockout?.inLockout ? `; IN DICTIONARY-ATTACK LOCKOUT (${lockoutCounts(lockout)})` : "";
     return { status: "done", message: `TPM ${tpm.transport.name}: ${banks.map((b) => `${b.bank}(${b.pcrs.length})`).join(", ")}${locked}${srk ? `; storage key written to ${srk.file}` : ""}`, data: { banks, sha256: pcrs, lockout, volumes, srk } };
   } finally {
     tpm.transport.close();

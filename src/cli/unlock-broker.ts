@@ -14,7 +14,7 @@ import { Tpm } from "../tpm/commands.js";
 import { openTpm } from "../tpm/transport.js";
 import type { Context, Result } from "./command.js";
 import { askIds, convertedVolumes, openTpmQuietly, type UnlockDeps } from "./unlock.js";
-import type { LuksHeader } from "../luks/header.js";
+import { kdfMemoryMiB, type LuksHeader } from "../luks/header.js";
 import { fetchTransport, type Transport } from "../kbs/transport.js";
 import { brokerUrls, type Config } from "../config/config.js";
 import { CvmError } from "../errors.js";
@@ -24,9 +24,10 @@ import { O_FLAGS } from "../native/types.js";
 
 export async function unlockThroughBroker(
   ctx: Context,
-  a: { eff: Effective; deps: UnlockDeps; deadline: Deadline; needBroker: Volume[]; devices: Map<string, string>; uuids?: Map<string, string>; kdfMiB?: Map<string, number>; skipped: { name: string; reason: string }[]; converted?: AskVolume[]; rescue?: RescueTarget[] },
+  a: { eff: Effective; deps: UnlockDeps; deadline: Deadline; needBroker: Volume[]; devices: Map<string, string>; headers?: Map<string, LuksHeader>; skipped: { name: string; reason: string }[]; converted?: AskVolume[]; rescue?: RescueTarget[] },
 ): Promise<Result> {
   const { eff, deps, deadline, devices, skipped } = a;
+  const headers = a.headers ?? new Map<string, LuksHeader>();
   let needBroker = a.needBroker;
   const converted = a.converted ?? []; // answered alongside; the caller wipes them
   const config = eff.config;
@@ -38,9 +39,9 @@ export async function unlockThroughBroker(
 
   // The keyslot checks start now, waiting on stdin, so cryptsetup's start-up overlaps the broker round trips.
   // Where the agent activates a volume itself, that activation is the check: the KDF runs once this boot.
-  const activations = config.keyring.handoff === "activate" ? await planActivations(ctx, needBroker, devices, a.uuids ?? new Map(), eff.cmdlineText ?? "", deps) : new Map<string, Activation>();
+  const activations = config.keyring.handoff === "activate" ? await planActivations(ctx, needBroker, devices, headers, eff.cmdlineText ?? "", deps) : new Map<string, Activation>();
   const timeout = Math.max(1000, Math.floor(deadline.remainingMs()));
-  const kdf = a.kdfMiB ?? new Map<string, number>();
+  const kdf = new Map([...headers].map(([name, h]) => [name, kdfMemoryMiB(h)]));
   const inTurn = planKdfMemory(ctx, needBroker, kdf, deps.memAvailableMiB ? deps.memAvailableMiB() : memAvailableMiB());
   const checks = needBroker.map((v) => {
     const act = activations.get(v.name);
@@ -147,7 +148,7 @@ type Activation = { name: string; flags: string[] };
 /** Which volumes the agent activates itself (handoff "activate"): device-mapper must be there, and systemd must
  *  set the volume up under a name and options the agent can reproduce; every other volume goes through the
  *  keyring, as with handoff "keyring". Each decision is logged. */
-async function planActivations(ctx: Context, volumes: Volume[], devices: Map<string, string>, uuids: Map<string, string>, cmdline: string, deps: UnlockDeps): Promise<Map<string, Activation>> {
+async function planActivations(ctx: Context, volumes: Volume[], devices: Map<string, string>, headers: Map<string, LuksHeader>, cmdline: string, deps: UnlockDeps): Promise<Map<string, Activation>> {
   const out = new Map<string, Activation>();
   if (volumes.length === 0) return out;
   if (!(deps.dmAvailable ?? dmAvailable)(await ctx.native())) {
@@ -156,7 +157,7 @@ async function planActivations(ctx: Context, volumes: Volume[], devices: Map<str
   }
   const crypttab = (deps.crypttab ?? readCrypttab)();
   for (const v of volumes) {
-    const uuid = uuids.get(v.name);
+    const uuid = headers.get(v.name)?.uuid;
     const sv = uuid ? systemdVolume(uuid, devices.get(v.name)!, cmdline, crypttab) : undefined;
     if (!sv) {
       ctx.log.info(`volume ${v.name}: systemd-cryptsetup does not set it up in the initramfs (no rd.luks.uuid or crypttab entry): handed over through the keyring`, { volume: v.name });

@@ -9,7 +9,7 @@ import type { Secret } from "../log/secret.js";
 import { luksActive } from "../luks/cryptsetup.js";
 import { checkHeaderCiphers, DEFAULT_CIPHERS, type ExpectedMapping } from "../luks/ciphers.js";
 import { writeExpected } from "../luks/mapping.js";
-import { kdfMemoryMiB, type LuksHeader } from "../luks/header.js";
+import type { LuksHeader } from "../luks/header.js";
 import type { BrokerDeps } from "../flow/broker.js";
 import type { Transport } from "../kbs/transport.js";
 import type { EvidenceProvider } from "../tee/evidence.js";
@@ -111,9 +111,8 @@ export function makeUnlock(deps: UnlockDeps = {}): Runner {
       if (needBroker.length > 0) {
         normalJit();
         const { unlockThroughBroker } = await import("./unlock-broker.js");
-        const uuids = new Map(targets.filter((t) => t.header).map((t) => [t.volume.name, t.header!.uuid]));
-        const kdfMiB = new Map(targets.filter((t) => t.header).map((t) => [t.volume.name, kdfMemoryMiB(t.header!)]));
-        return await unlockThroughBroker(ctx, { eff, deps, deadline, needBroker, devices, uuids, kdfMiB, skipped, converted, rescue });
+        const headers = new Map(targets.filter((t) => t.header).map((t) => [t.volume.name, t.header!]));
+        return await unlockThroughBroker(ctx, { eff, deps, deadline, needBroker, devices, headers, skipped, converted, rescue });
       }
       if (converted.length > 0) {
         const { answerAskPassword } = await import("../keyring/askpass.js");

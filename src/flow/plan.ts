@@ -6,7 +6,7 @@ import { hex } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { readLuksHeaderFile, type LuksHeader, type Token } from "../luks/header.js";
-import { tokenBank, type Tpm } from "../tpm/commands.js";
+import { lockoutCounts, tokenBank, type Lockout, type Tpm } from "../tpm/commands.js";
 import { tokenPolicyDigest } from "../tpm/policy.js";
 
 export interface TokenCheck {
@@ -45,9 +45,9 @@ export async function checkTpm2Token(t: Token, tpm: Tpm | undefined): Promise<To
 }
 
 /** Turns "will-unseal" into "lockout" when the TPM's dictionary-attack state (Tpm.lockout) says it is locked out. */
-export function markLockout(checks: { state: string; detail: string }[], lock: Awaited<ReturnType<Tpm["lockout"]>> | undefined): void {
+export function markLockout(checks: { state: string; detail: string }[], lock: Lockout | undefined): void {
   if (!lock?.inLockout) return;
-  const why = `policy matches, but the TPM is in dictionary-attack lockout (${lock.failedTries ?? "?"} of ${lock.maxTries ?? "?"} failed tries; one is forgiven every ${lock.intervalS ?? "?"} s): nothing DA-protected unseals now`;
+  const why = `policy matches, but the TPM is in dictionary-attack lockout (${lockoutCounts(lock)}): nothing DA-protected unseals now`;
   for (const c of checks) if (c.state === "will-unseal") Object.assign(c, { state: "lockout", detail: why });
 }
 
@@ -64,7 +64,7 @@ export async function readVolumeHeader(volume: Volume, path: string): Promise<Lu
 /** header: the volume's header when the caller has just read it (else it is read here). */
 export async function planVolumes(volumes: { volume: Volume; path: string; header?: LuksHeader }[], opts: { tpm: () => Promise<Tpm | undefined>; log: Logger }): Promise<VolumePlan[]> {
   let tpm: Tpm | undefined | null = null;
-  let lock: Awaited<ReturnType<Tpm["lockout"]>> | undefined | null = null;
+  let lock: Lockout | undefined | null = null;
   const plans: VolumePlan[] = [];
   for (const { volume, path, header } of volumes) {
     const tokens = (header ?? (await readVolumeHeader(volume, path))).tokens.filter((t) => t.type === "systemd-tpm2");

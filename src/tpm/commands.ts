@@ -25,6 +25,17 @@ export function tokenBank(raw: unknown, missing?: string): string | undefined {
 }
 export const bankName = (alg: number): string => Object.entries(BANKS).find(([, a]) => a === alg)?.[0] ?? `0x${alg.toString(16)}`;
 
+/** The TPM's dictionary-attack state (Tpm.lockout). */
+export interface Lockout {
+  inLockout: boolean;
+  failedTries?: number;
+  maxTries?: number;
+  intervalS?: number;
+}
+
+/** "N of M failed tries; one is forgiven every S s", for logs and debug output. */
+export const lockoutCounts = (l: Lockout): string => `${l.failedTries ?? "?"} of ${l.maxTries ?? "?"} failed tries; one is forgiven every ${l.intervalS ?? "?"} s`;
+
 export class TpmError extends CvmError {
   constructor(
     readonly command: string,
@@ -151,7 +162,7 @@ export class Tpm {
    *  storage key and the secrets sealed under it included — until failedTries drops below maxTries (one failure
    *  is forgiven every intervalS seconds of powered time). A reset without an orderly TPM shutdown counts as a
    *  failure, so a host that power-cycles a guest a few times can get there. */
-  async lockout(): Promise<{ inLockout: boolean; failedTries?: number; maxTries?: number; intervalS?: number }> {
+  async lockout(): Promise<Lockout> {
     const p = await this.properties(PT.PERMANENT, PT.LOCKOUT_INTERVAL - PT.PERMANENT + 1);
     return { inLockout: ((p.get(PT.PERMANENT) ?? 0) & (1 << 9)) !== 0, failedTries: p.get(PT.LOCKOUT_COUNTER), maxTries: p.get(PT.MAX_AUTH_FAIL), intervalS: p.get(PT.LOCKOUT_INTERVAL) };
   }
