@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Every group: the vitest suites need systemd (reply-password, the token plugin) as much as the boots do.
 bash scripts/setup.sh base bench tpm boot || { echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 npm run --silent build >&2 || { echo "0 passed, 1 failed, 0 skipped"; exit 1; }
-passed=0; failed=0; skipped=0; rc=0
+passed=0; failed=0; skipped=0; rc=0; vitest_failed=""
 node_modules/.bin/tsc -p . >&2 && passed=$((passed + 1)) || { echo "typecheck failed" >&2; failed=$((failed + 1)); rc=1; }
 
 report=$(mktemp)
@@ -20,6 +20,16 @@ if counts=$(node -e '
   const broken = (r.testResults || []).filter(t => t.status === "failed" && !t.assertionResults.some(a => a.status === "failed")).length;
   console.log(r.numPassedTests, r.numFailedTests + broken, (r.numPendingTests || 0) + (r.numTodoTests || 0));
 ' "$report" 2>/dev/null); then
+  # The names of what failed, kept for the end: CI shows only the tail of a long run.
+  vitest_failed=$(node -e '
+    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    const rel = f => require("path").relative(process.cwd(), f);
+    for (const t of r.testResults || []) {
+      const bad = t.assertionResults.filter(a => a.status === "failed");
+      if (t.status === "failed" && !bad.length) console.log(`vitest FAIL ${rel(t.name)}: ${(t.message || "").split("\n")[0].slice(0, 300)}`);
+      for (const a of bad) console.log(`vitest FAIL ${rel(t.name)} > ${a.fullName}: ${(a.failureMessages[0] || "").split("\n")[0].slice(0, 300)}`);
+    }
+  ' "$report" 2>/dev/null)
   read -r p f k <<< "$counts"
   passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + k))
   # vitest exiting non-zero is a failure whatever its JSON says (an unhandled error outside any test).
@@ -44,6 +54,7 @@ if [ "${CVM_UNLOCK_E2E:-1}" != 0 ] && [ $# -eq 0 ]; then
   fi
   rm -f "$e2e_log"
 fi
+[ -z "$vitest_failed" ] || printf '%s\n' "$vitest_failed"
 [ "$failed" = 0 ] || rc=1
 echo "$passed passed, $failed failed, $skipped skipped"
 exit $rc
