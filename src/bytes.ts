@@ -1,6 +1,8 @@
 // Small byte helpers shared by the TPM and crypto code.
 export function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
   let o = 0;
   for (const p of parts) {
     out.set(p, o);
@@ -11,7 +13,11 @@ export function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
 
 export const u32be = (v: number): Uint8Array => Uint8Array.of((v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff);
 
-export const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /** Lowercase hex of the bytes (no Buffer: the same in Node and Bun). A plain loop: the first Array.from of a
  *  compiled start costs ~0.4 ms, and a later boot's "nothing to do" hexes a policy digest. */

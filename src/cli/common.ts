@@ -89,9 +89,10 @@ export async function waitForDevices(volumes: Volume[], deadline: Deadline, ctx:
   const out = new Map<string, string>();
   for (const v of volumes) {
     const path = devicePath(v.device);
-    if (!deviceExists(path)) ctx.log.info("waiting for device", { volume: v.name, device: path });
-    await waitFor(deadline, () => (deviceExists(path) ? true : undefined), () => new CvmError("LUKS", `volume ${v.name}: device ${path} did not appear within the deadline`, { volume: v.name }));
     out.set(v.name, path);
+    if (deviceExists(path)) continue; // there already (every later boot): no polling machinery
+    ctx.log.info("waiting for device", { volume: v.name, device: path });
+    await waitFor(deadline, () => (deviceExists(path) ? true : undefined), () => new CvmError("LUKS", `volume ${v.name}: device ${path} did not appear within the deadline`, { volume: v.name }));
   }
   return out;
 }

@@ -77,16 +77,19 @@ export function parseConfig(raw: unknown, source: string): Config {
 
 function crossCheck(c: Config, problems: string[]): void {
   const names = new Set<string>();
-  c.volumes.forEach((v, i) => {
+  for (let i = 0; i < c.volumes.length; i++) {
+    const v = c.volumes[i]!;
     if (names.has(v.name)) problems.push(`volumes[${i}].name: duplicate volume name ${JSON.stringify(v.name)}`);
     names.add(v.name);
     if (v.resource !== undefined && !c.broker) problems.push(`volumes[${i}].resource: set, but there is no broker section`);
-  });
+  }
   if (c.broker) {
     if ((c.broker.url === undefined) === (c.broker.urls === undefined)) problems.push("broker: expected url (one broker) or urls (several), not both or neither");
     const urls = brokerUrls(c);
-    const https = urls.every((u) => u.startsWith("https:"));
-    if (urls.some((u) => u.startsWith("https:")) && !https) problems.push("broker.urls: every broker must use the same scheme (all https under the one CA)");
+    let secure = 0;
+    for (const u of urls) if (u.startsWith("https:")) secure++;
+    const https = secure === urls.length;
+    if (secure > 0 && !https) problems.push("broker.urls: every broker must use the same scheme (all https under the one CA)");
     if (!https && !c.broker.insecure_http) problems.push("broker.url: expected an https URL (plain http needs broker.insecure_http: true)");
     if (https && c.broker.ca === undefined) problems.push("broker.ca: required for an https broker (the only CA trusted)");
     if (!https && c.broker.ca !== undefined) problems.push("broker.ca: set, but broker.url is plain http");

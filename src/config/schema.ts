@@ -22,7 +22,7 @@ export interface Field {
 const SEGMENT = /^[a-zA-Z0-9_-]+[a-zA-Z0-9_.-]*$/;
 export const isResourcePath = (s: string): boolean => {
   const parts = s.split("/");
-  return parts.length === 3 && parts.every((p) => SEGMENT.test(p));
+  return parts.length === 3 && SEGMENT.test(parts[0]!) && SEGMENT.test(parts[1]!) && SEGMENT.test(parts[2]!);
 };
 export const isDeviceSpec = (s: string): boolean =>
   /^\/[^\0]+$/.test(s) || /^(UUID|PARTUUID|PARTLABEL)=[^\s\0/]+$/.test(s);

@@ -24,13 +24,19 @@ export interface VolumePlan {
   skip?: string;
 }
 
+function isPcrList(v: unknown): v is number[] {
+  if (!Array.isArray(v)) return false;
+  for (const p of v) if (!Number.isInteger(p) || p < 0 || p >= 24) return false;
+  return true;
+}
+
 /** Checks one systemd-tpm2 token against the TPM's current PCRs. */
 export async function checkTpm2Token(t: Token, tpm: Tpm | undefined): Promise<TokenCheck> {
   const j = t.json;
   const base = { token: t.id, keyslot: t.keyslots[0] ?? "" };
   const pcrs = j["tpm2-pcrs"], bank = tokenBank(j["tpm2-pcr-bank"], "sha256");
   const want = j["tpm2-policy-hash"];
-  if (!Array.isArray(pcrs) || !pcrs.every((p) => Number.isInteger(p) && p >= 0 && p < 24) || typeof want !== "string" || !/^[0-9a-f]{64}$/i.test(want)) {
+  if (!isPcrList(pcrs) || typeof want !== "string" || !/^[0-9a-f]{64}$/i.test(want)) {
     return { ...base, state: "unsupported", detail: "token lacks tpm2-pcrs or a sha256 tpm2-policy-hash" };
   }
   if (bank === undefined) return { ...base, state: "unsupported", detail: `unknown tpm2-pcr-bank ${JSON.stringify(j["tpm2-pcr-bank"])}` };

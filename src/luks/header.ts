@@ -3,6 +3,7 @@
 // wins. The JSON becomes a typed model of keyslots, tokens, segments and digests. Writes never happen here:
 // they go through cryptsetup itself.
 import { openRandom, type RandomReader } from "../native/files.js";
+import { equalBytes } from "../bytes.js";
 import { sha256 } from "../hash.js";
 import { CvmError } from "../errors.js";
 import { bytes, layout, parse } from "../tee/layout.js";
@@ -24,8 +25,8 @@ export const BINARY_HEADER = layout("LUKS2 binary header", 4096, [
   { name: "csum", off: 448, type: bytes(64) },
 ]);
 
-const MAGIC_1 = [0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe]; // "LUKS\xba\xbe"
-const MAGIC_2 = [0x53, 0x4b, 0x55, 0x4c, 0xba, 0xbe]; // "SKUL\xba\xbe"
+const MAGIC_1 = new Uint8Array([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe]); // "LUKS\xba\xbe"
+const MAGIC_2 = new Uint8Array([0x53, 0x4b, 0x55, 0x4c, 0xba, 0xbe]); // "SKUL\xba\xbe"
 const HDR_SIZES = [16384, 32768, 65536, 131072, 262144, 524288, 1048576, 2097152, 4194304];
 
 export interface Keyslot {
@@ -73,10 +74,10 @@ interface Copy {
   json: string;
 }
 
-function readCopy(img: Uint8Array, off: number, magic: number[]): Copy | string {
+function readCopy(img: Uint8Array, off: number, magic: Uint8Array): Copy | string {
   if (img.length < off + 4096) return "truncated";
   const h = parse(BINARY_HEADER, img, off, { checkReserved: false });
-  if (!magic.every((m, i) => (h.magic as Uint8Array)[i] === m)) return "bad magic";
+  if (!equalBytes(h.magic as Uint8Array, magic)) return "bad magic";
   const version = ((h.version_be as Uint8Array)[0]! << 8) | (h.version_be as Uint8Array)[1]!;
   if (version !== 2) return `version ${version}`;
   const hdrSize = Number(be64(img, off + 8));
@@ -88,7 +89,7 @@ function readCopy(img: Uint8Array, off: number, magic: number[]): Copy | string 
   area.fill(0, 448, 448 + 64);
   const want = (h.csum as Uint8Array).subarray(0, 32);
   const got = sha256(area); // native: the later boot reads this on every start
-  if (!got.every((b, i) => b === want[i])) return "checksum mismatch";
+  if (!equalBytes(got, want)) return "checksum mismatch";
   const jsonBytes = img.subarray(off + 4096, off + hdrSize);
   return { seqid: be64(img, off + 16), hdrSize, uuid: cstr(h.uuid as Uint8Array), label: cstr(h.label as Uint8Array), json: cstr(jsonBytes) };
 }
@@ -100,7 +101,7 @@ export function parseLuks2(img: Uint8Array): LuksHeader {
   const secondary = secOff === undefined ? "not found" : readCopy(img, secOff, MAGIC_2);
   const good = [primary, secondary].filter((c): c is Copy => typeof c !== "string");
   if (good.length === 0) bad(`no valid header copy (primary: ${primary}; secondary: ${secondary as string})`);
-  const best = good.sort((a, b) => (a.seqid > b.seqid ? -1 : a.seqid < b.seqid ? 1 : 0))[0]!;
+  const best = good.length === 2 && good[1]!.seqid > good[0]!.seqid ? good[1]! : good[0]!; // the higher seqid; the primary on a tie
   let j: any;
   try {
     j = JSON.parse(best.json);
@@ -113,7 +114,11 @@ export function parseLuks2(img: Uint8Array): LuksHeader {
 const obj = (v: unknown, what: string): Record<string, any> => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, any>) : bad(`${what} is not an object`));
 /** A JSON scalar as text; anything else (an object whose toString the host chose) is a typed error. */
 const text = (v: unknown, what: string): string => (typeof v === "string" ? v : typeof v === "number" ? String(v) : bad(`${what} is not a string`));
-const strs = (v: unknown, what: string): string[] => (Array.isArray(v) && v.every((x) => typeof x === "string") ? (v as string[]) : bad(`${what} is not an array of strings`));
+function strs(v: unknown, what: string): string[] {
+  if (!Array.isArray(v)) return bad(`${what} is not an array of strings`);
+  for (const x of v) if (typeof x !== "string") bad(`${what} is not an array of strings`);
+  return v as string[];
+}
 
 /** The most memory (MiB) any keyslot's KDF takes (argon2i/argon2id; pbkdf2 takes none), 0 when none does.
  *  cryptsetup may try every keyslot in turn, so this is what unlocking the volume can need. */

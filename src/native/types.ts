@@ -78,8 +78,8 @@ export const ERRNO = {
   EISCONN: 106, ETIMEDOUT: 110, ECONNREFUSED: 111, EALREADY: 114, EINPROGRESS: 115, EDQUOT: 122, ENOKEY: 126, EKEYEXPIRED: 127, EKEYREVOKED: 128, EKEYREJECTED: 129,
 } as const;
 
-const ERRNO_NAMES = new Map<number, string>(Object.entries(ERRNO).map(([name, n]) => [n, name]));
-export const errnoName = (errno: number): string => ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+let errnoNames: Map<number, string> | undefined; // built when an error is first named, not at every start
+export const errnoName = (errno: number): string => (errnoNames ??= new Map(Object.entries(ERRNO).map(([name, n]) => [n, name]))).get(errno) ?? `errno ${errno}`;
 
 /** A failed system call. Its code is INTERNAL until a caller that knows the context rethrows it. */
 export class NativeError extends CvmError {

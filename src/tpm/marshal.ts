@@ -113,12 +113,16 @@ export function tpm2bOf<T>(inner: Codec<T>): Codec<T> {
 export const sized8: Codec<Uint8Array> = { enc: (w, v) => void w.u8(v.length).raw(v), dec: (r) => r.bytes(r.u8()) };
 
 export function struct<T extends Record<string, unknown>>(fields: { [K in keyof T]: Codec<T[K]> }): Codec<T> {
-  const entries = Object.entries(fields) as [keyof T, Codec<unknown>][];
+  // Listed on first use: the module defines every structure, a later boot uses a few.
+  let entries: [keyof T, Codec<unknown>][] | undefined;
+  const list = () => (entries ??= Object.entries(fields) as [keyof T, Codec<unknown>][]);
   return {
-    enc: (w, v) => entries.forEach(([k, c]) => c.enc(w, v[k])),
+    enc: (w, v) => {
+      for (const [k, c] of list()) c.enc(w, v[k]);
+    },
     dec: (r) => {
       const o = {} as T;
-      for (const [k, c] of entries) o[k] = c.dec(r) as T[keyof T];
+      for (const [k, c] of list()) o[k] = c.dec(r) as T[keyof T];
       return o;
     },
   };
