@@ -1,4 +1,5 @@
 // The LUKS2 reader against real headers made by cryptsetup 2.6 and systemd-cryptenroll 252.
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { CvmError } from "../../src/errors.js";
 import { luksModel, parseLuks2 } from "../../src/luks/header.js";
@@ -30,6 +31,29 @@ describe("LUKS2 header reader", () => {
     const h = parseLuks2(img);
     expect(h.copies).toEqual({ primary: false, secondary: true });
     expect(h.tokens[0]!.type).toBe("systemd-tpm2");
+  });
+
+  it("takes the valid copy with the higher seqid, the primary on a tie (as cryptsetup does)", () => {
+    // The secondary copy (at hdr_size 16 KiB) made different, its checksum made right again.
+    const variant = (seqidDelta: bigint) => {
+      const img = headerBytes("systemd-tpm2");
+      const off = 16384;
+      const dv = new DataView(img.buffer, img.byteOffset);
+      dv.setBigUint64(off + 16, dv.getBigUint64(off + 16, false) + seqidDelta, false);
+      const json = img.subarray(off + 4096, off + 16384);
+      const at = Buffer.from(json).indexOf('"type":"systemd-tpm2"');
+      json.set(Buffer.from('"type":"systemd-tpm3"'), at);
+      const area = img.slice(off, off + 16384);
+      area.fill(0, 448, 512);
+      img.set(createHash("sha256").update(area).digest(), off + 448);
+      return img;
+    };
+    const newer = parseLuks2(variant(1n));
+    expect(newer.copies).toEqual({ primary: true, secondary: true });
+    expect(newer.tokens[0]!.type).toBe("systemd-tpm3");
+    const tie = parseLuks2(variant(0n));
+    expect(tie.tokens[0]!.type).toBe("systemd-tpm2");
+    expect(tie.seqid).toBe(newer.seqid - 1n);
   });
 
   it("refuses an image with both copies damaged, a non-LUKS image and truncation — typed LUKS errors", () => {
