@@ -1,10 +1,11 @@
 // The only file that imports bun:ffi. Thin: each function makes one system call through libc's syscall(2)
 // and turns a -1 into a NativeError carrying errno. Works only in Bun (the compiled binary).
 import { dlopen, ptr, read as peek } from "bun:ffi";
+import { ipBytes } from "../ip.js";
 import { ERRNO, NativeError, type Native } from "./types.js";
 
 // Every call goes through syscall(2): bun:ffi compiles a trampoline per bound symbol at start (~0.04 ms each,
-// on every boot), so the agent binds three. The numbers are each architecture's (x86-64's own table;
+// on every boot), so the agent binds two. The numbers are each architecture's (x86-64's own table;
 // arm64's is asm-generic's).
 const SYSCALLS: Record<string, Record<"read" | "write" | "close" | "lseek" | "ioctl" | "pread64" | "socket" | "connect" | "setsockopt" | "prctl" | "openat" | "mkdirat" | "renameat" | "faccessat" | "prlimit64" | "getrandom" | "add_key" | "keyctl", number>> = {
   x64: { read: 0, write: 1, close: 3, lseek: 8, ioctl: 16, pread64: 17, socket: 41, connect: 42, setsockopt: 54, prctl: 157, openat: 257, mkdirat: 258, renameat: 264, faccessat: 269, prlimit64: 302, getrandom: 318, add_key: 248, keyctl: 250 },
@@ -24,7 +25,6 @@ export function openLibc(): Native {
   const lib = dlopen("libc.so.6", {
     syscall: { args: ["i64", "i64", "i64", "i64", "i64", "i64"], returns: "i64" },
     __errno_location: { args: [], returns: "ptr" },
-    inet_pton: { args: ["i32", "ptr", "ptr"], returns: "i32" },
   }).symbols;
   const sys = (n: number, a = 0, b = 0, c = 0, d = 0, e = 0): number | bigint => lib.syscall(n, a, b, c, d, e);
 
@@ -100,7 +100,9 @@ export function openLibc(): Native {
         const dv = new DataView(sa.buffer);
         dv.setUint16(0, v6 ? NET.AF_INET6 : NET.AF_INET, true);
         dv.setUint16(2, port, false);
-        if (lib.inet_pton(v6 ? NET.AF_INET6 : NET.AF_INET, cstr(host), sa.subarray(v6 ? 8 : 4)) !== 1) throw new NativeError("inet_pton", 22, host);
+        const ip = ipBytes(host);
+        if (!ip || ip.length !== (v6 ? 16 : 4)) throw new NativeError("inet_pton", 22, host);
+        sa.set(ip, v6 ? 8 : 4);
         const fd = check("socket", sys(nr.socket, v6 ? NET.AF_INET6 : NET.AF_INET, NET.SOCK_STREAM | NET.SOCK_CLOEXEC, 0));
         try {
           const tv = new BigInt64Array([BigInt(Math.floor(timeoutMs / 1000)), BigInt((timeoutMs % 1000) * 1000)]); // struct timeval
