@@ -4,7 +4,7 @@ import { dlopen, ptr, read as peek } from "bun:ffi";
 import { ipBytes } from "../ip.js";
 import { ERRNO, NativeError, type Native } from "./types.js";
 
-// Every call goes through syscall(2): bun:ffi compiles a trampoline per bound symbol at start (~0.04 ms each,
+// Every call goes through syscall(2): bun:ffi compiles a trampoline per bound symbol at start (~0.15 ms each,
 // on every boot), so the agent binds two. The numbers are each architecture's (x86-64's own table;
 // arm64's is asm-generic's).
 const SYSCALLS: Record<string, Record<"read" | "write" | "close" | "lseek" | "ioctl" | "pread64" | "socket" | "connect" | "setsockopt" | "prctl" | "openat" | "mkdirat" | "renameat" | "faccessat" | "prlimit64" | "getrandom" | "add_key" | "keyctl", number>> = {

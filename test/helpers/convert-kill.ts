@@ -1,6 +1,6 @@
-// Power loss outside QEMU: runs of the production `convert` on swtpm (200 in all, in two test files so that
-// vitest's two workers share them), each SIGKILLed from outside at a random moment (a fixed seed, so a failure
-// can be replayed) together with the cryptsetup it may be running
+// Power loss outside QEMU: runs of the production `convert` on swtpm (200 kills in all, in two test files so
+// that vitest's two workers share them), each SIGKILLed from outside at a random moment (a fixed seed for the
+// moments, as fractions of a typical conversion here) together with the cryptsetup it may be running
 // (its whole process group: a power cut stops both; killing the agent alone left an orphaned cryptsetup
 // writing the header while the checks read it), each followed by the checks a real power cut needs: the
 // recovery passphrase still opens the volume; a kill before the new token's write began left the header
