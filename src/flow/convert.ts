@@ -14,7 +14,7 @@ import type { Logger } from "../log/logger.js";
 import { Secret } from "../log/secret.js";
 import { readLuksHeaderFile, type LuksHeader, type Token } from "../luks/header.js";
 import { importToken, keyslotOpens, removeToken } from "../luks/tokens.js";
-import { tokenBank, type Tpm } from "../tpm/commands.js";
+import { isPcrList, tokenBank, type Tpm } from "../tpm/commands.js";
 import { nameOf, rsaStorageKey } from "../tpm/keys.js";
 import { decode, encode, tpm2b, TYPES, type TpmtPublic } from "../tpm/marshal.js";
 import { checkTpm2b, createPrimary, createSealed, importObject, load, loadNamed, parsePublic, rhelSrkTemplate, sealedTemplate, SYSTEMD_ECC_PRIMARY, unsealWithPcrPolicy } from "../tpm/objects.js";
@@ -102,7 +102,7 @@ export function parseImportToken(t: Token, h: LuksHeader): ImportToken {
   const others = h.tokens.filter((o) => o.id !== t.id && o.type === "tpm2-import" && o.keyslots.includes(slot));
   if (others.length > 0) bad(t, `keyslot ${slot} is also referenced by tpm2-import token ${others[0]!.id} (duplicate keyslot reference)`);
   const pcrs = t.json["tpm2-pcrs"];
-  if (!Array.isArray(pcrs) || !pcrs.every((p) => Number.isInteger(p) && p >= 0 && p < 24)) bad(t, "tpm2-pcrs must be an array of PCR indexes 0..23");
+  if (!isPcrList(pcrs)) bad(t, "tpm2-pcrs must be an array of PCR indexes 0..23");
   const bank = tokenBank(t.json["tpm2-pcr-bank"]) ?? bad(t, `tpm2-pcr-bank ${JSON.stringify(t.json["tpm2-pcr-bank"])} is not a known bank`);
   const tb = (f: string) => {
     try {
@@ -234,8 +234,8 @@ export function tokenSealed(t: Token): { blob: Uint8Array; policy: Uint8Array; b
   const policy = typeof t.json["tpm2-policy-hash"] === "string" && /^[0-9a-f]{64}$/i.test(t.json["tpm2-policy-hash"] as string) ? new Uint8Array(Buffer.from(t.json["tpm2-policy-hash"] as string, "hex")) : undefined;
   const bank = tokenBank(t.json["tpm2-pcr-bank"], "sha256");
   const pcrs = t.json["tpm2-pcrs"];
-  if (!blob || blob.length < 4 || !policy || !bank || !Array.isArray(pcrs) || !pcrs.every((p) => Number.isInteger(p) && p >= 0 && p < 24)) return undefined;
-  return { blob, policy, bank, pcrs: pcrs as number[] };
+  if (!blob || blob.length < 4 || !policy || !bank || !isPcrList(pcrs)) return undefined;
+  return { blob, policy, bank, pcrs };
 }
 
 /** A systemd-tpm2 token for the keyslot that unseals and opens it (a conversion that got as far as step 3). */

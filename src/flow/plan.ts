@@ -6,7 +6,7 @@ import { hex } from "../bytes.js";
 import { CvmError } from "../errors.js";
 import type { Logger } from "../log/logger.js";
 import { readLuksHeaderFile, type LuksHeader, type Token } from "../luks/header.js";
-import { lockoutCounts, tokenBank, type Lockout, type Tpm } from "../tpm/commands.js";
+import { isPcrList, lockoutCounts, tokenBank, type Lockout, type Tpm } from "../tpm/commands.js";
 import { tokenPolicyDigest } from "../tpm/policy.js";
 
 export interface TokenCheck {
@@ -24,12 +24,6 @@ export interface VolumePlan {
   skip?: string;
 }
 
-function isPcrList(v: unknown): v is number[] {
-  if (!Array.isArray(v)) return false;
-  for (const p of v) if (!Number.isInteger(p) || p < 0 || p >= 24) return false;
-  return true;
-}
-
 /** Checks one systemd-tpm2 token against the TPM's current PCRs. */
 export async function checkTpm2Token(t: Token, tpm: Tpm | undefined): Promise<TokenCheck> {
   const j = t.json;
@@ -42,12 +36,12 @@ export async function checkTpm2Token(t: Token, tpm: Tpm | undefined): Promise<To
   if (bank === undefined) return { ...base, state: "unsupported", detail: `unknown tpm2-pcr-bank ${JSON.stringify(j["tpm2-pcr-bank"])}` };
   if (j.tpm2_pubkey_pcrs !== undefined && Array.isArray(j.tpm2_pubkey_pcrs) && j.tpm2_pubkey_pcrs.length > 0) return { ...base, state: "unsupported", detail: "signed PCR policy (tpm2_pubkey) is not checked" };
   if (!tpm) return { ...base, state: "no-tpm", detail: "no TPM to check against" };
-  const values = pcrs.length > 0 ? await tpm.pcrRead(bank, pcrs as number[]) : new Map<number, Uint8Array>();
+  const values = pcrs.length > 0 ? await tpm.pcrRead(bank, pcrs) : new Map<number, Uint8Array>();
   const pin = j["tpm2-pin"] === true;
   const got = hex(tokenPolicyDigest(bank, values, pin));
-  if (got !== want.toLowerCase()) return { ...base, state: "stale", detail: `policy for the current PCRs ${bank}:${(pcrs as number[]).join(",")} is ${got.slice(0, 16)}…, the token was sealed to ${want.slice(0, 16)}…` };
+  if (got !== want.toLowerCase()) return { ...base, state: "stale", detail: `policy for the current PCRs ${bank}:${(pcrs).join(",")} is ${got.slice(0, 16)}…, the token was sealed to ${want.slice(0, 16)}…` };
   if (pin) return { ...base, state: "pin-required", detail: "policy matches, but the token needs a PIN (unattended boot cannot enter it)" };
-  return { ...base, state: "will-unseal", detail: `policy matches the current PCRs ${bank}:${(pcrs as number[]).join(",")}` };
+  return { ...base, state: "will-unseal", detail: `policy matches the current PCRs ${bank}:${(pcrs).join(",")}` };
 }
 
 /** Turns "will-unseal" into "lockout" when the TPM's dictionary-attack state (Tpm.lockout) says it is locked out. */

@@ -23,6 +23,13 @@ export function tokenBank(raw: unknown, missing?: string): string | undefined {
   const bank = raw === undefined ? missing : typeof raw === "string" ? raw.toLowerCase() : undefined;
   return bank !== undefined && BANKS[bank] !== undefined ? bank : undefined;
 }
+/** A token's tpm2-pcrs: an array of PCR indexes 0..23. (A loop: Array.prototype.every is compiled on its first
+ *  use, and a later boot's token check would be its only caller.) */
+export function isPcrList(v: unknown): v is number[] {
+  if (!Array.isArray(v)) return false;
+  for (const p of v) if (!Number.isInteger(p) || p < 0 || p >= 24) return false;
+  return true;
+}
 export const bankName = (alg: number): string => Object.entries(BANKS).find(([, a]) => a === alg)?.[0] ?? `0x${alg.toString(16)}`;
 
 /** The TPM's dictionary-attack state (Tpm.lockout). */
