@@ -14,22 +14,27 @@ node_modules/.bin/tsc -p . >&2 && passed=$((passed + 1)) || { echo "typecheck fa
 report=$(mktemp)
 vitest_rc=0
 node_modules/.bin/vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || vitest_rc=$?
-if counts=$(node -e '
+# One pass over the report: the counts on the first line, then a line per failure. The names are kept for the
+# end, since CI shows only the tail of a long run.
+if summary=$(node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-  // A suite that failed outside its tests (a beforeAll that threw) has no failed test of its own: count it.
-  const broken = (r.testResults || []).filter(t => t.status === "failed" && !t.assertionResults.some(a => a.status === "failed")).length;
-  console.log(r.numPassedTests, r.numFailedTests + broken, (r.numPendingTests || 0) + (r.numTodoTests || 0));
-' "$report" 2>/dev/null); then
-  # The names of what failed, kept for the end: CI shows only the tail of a long run.
-  vitest_failed=$(node -e '
-    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-    const rel = f => require("path").relative(process.cwd(), f);
-    for (const t of r.testResults || []) {
-      const bad = t.assertionResults.filter(a => a.status === "failed");
-      if (t.status === "failed" && !bad.length) console.log(`vitest FAIL ${rel(t.name)}: ${(t.message || "").split("\n")[0].slice(0, 300)}`);
-      for (const a of bad) console.log(`vitest FAIL ${rel(t.name)} > ${a.fullName}: ${(a.failureMessages[0] || "").split("\n")[0].slice(0, 300)}`);
+  const rel = (f) => require("path").relative(process.cwd(), f);
+  const first = (m) => (m || "").split("\n")[0].slice(0, 300);
+  const lines = [];
+  let broken = 0;
+  for (const t of r.testResults || []) {
+    const bad = t.assertionResults.filter((a) => a.status === "failed");
+    // A suite that failed outside its tests (a beforeAll that threw) has no failed test of its own: count it.
+    if (t.status === "failed" && !bad.length) {
+      broken++;
+      lines.push(`vitest FAIL ${rel(t.name)}: ${first(t.message)}`);
     }
-  ' "$report" 2>/dev/null)
+    for (const a of bad) lines.push(`vitest FAIL ${rel(t.name)} > ${a.fullName}: ${first(a.failureMessages[0])}`);
+  }
+  console.log([`${r.numPassedTests} ${r.numFailedTests + broken} ${(r.numPendingTests || 0) + (r.numTodoTests || 0)}`, ...lines].join("\n"));
+' "$report" 2>/dev/null); then
+  counts=${summary%%$'\n'*}
+  [ "$counts" = "$summary" ] || vitest_failed=${summary#*$'\n'}
   read -r p f k <<< "$counts"
   passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + k))
   # vitest exiting non-zero is a failure whatever its JSON says (an unhandled error outside any test).
