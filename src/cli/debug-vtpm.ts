@@ -52,16 +52,14 @@ export const debugTpm: Runner = async (ctx) => {
     const banks = await tpm.pcrBanks();
     const values = await tpm.pcrRead("sha256", Array.from({ length: 24 }, (_, i) => i));
     const pcrs = Object.fromEntries([...values].map(([i, v]) => [i, Buffer.from(v).toString("hex")]));
-    const volumes = [];
-    for (const v of eff?.config.volumes ?? []) {
-      const path = devicePath(v.device);
-      if (!existsSync(path)) {
-        volumes.push({ name: v.name, device: path, error: "device not found" });
-        continue;
-      }
-      const [plan] = await planVolumes([{ volume: v, path }], { tpm: async () => tpm, log: ctx.log });
-      volumes.push({ name: v.name, device: path, next_boot: plan!.skip ? "unlocks from the vTPM" : v.resource ? "needs the broker" : "needs a passphrase", tokens: plan!.tokens });
-    }
+    // One plan for every volume there, as the boot makes it (the TPM's lockout state is asked once).
+    const configured = (eff?.config.volumes ?? []).map((v) => ({ volume: v, path: devicePath(v.device) }));
+    const plans = new Map((await planVolumes(configured.filter((c) => existsSync(c.path)), { tpm: async () => tpm, log: ctx.log })).map((p) => [p.volume.name, p]));
+    const volumes = configured.map(({ volume: v, path }) => {
+      const plan = plans.get(v.name);
+      if (!plan) return { name: v.name, device: path, error: "device not found" };
+      return { name: v.name, device: path, next_boot: plan.skip ? "unlocks from the vTPM" : v.resource ? "needs the broker" : "needs a passphrase", tokens: plan.tokens };
+    });
     let srk: { file: string; name: string } | undefined;
     if (typeof ctx.flags["srk-out"] === "string") srk = await writeSrk(tpm, ctx.flags["srk-out"]);
     const lockout = await tpm.lockout().catch(() => undefined);

@@ -43,11 +43,11 @@ describe("debug luks / debug tpm", () => {
     expect(r.json).toMatchObject({ unlock_path: "the vTPM (systemd-tpm2 token)", tokens: [{ state: "will-unseal" }], lockout: { inLockout: false, maxTries: 3 } });
     const { writeFileSync } = await import("node:fs");
     const cfg = `${hdr}.json`;
-    writeFileSync(cfg, JSON.stringify({ tpm: { device: sw.spec }, volumes: [{ name: "root", device: hdr }] }));
+    writeFileSync(cfg, JSON.stringify({ tpm: { device: sw.spec }, volumes: [{ name: "gone", device: `${hdr}.missing` }, { name: "root", device: hdr }] }));
     r = await runAsync(["debug", "tpm", "--config", cfg, "--cmdline", "/dev/null", "--json"]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.json.sha256["7"]).toBe(JSON.parse(fixtureText("pcr.json")).value);
-    expect(r.json.volumes[0]).toMatchObject({ name: "root", next_boot: "unlocks from the vTPM" });
+    expect(r.json.volumes).toMatchObject([{ name: "gone", error: "device not found" }, { name: "root", next_boot: "unlocks from the vTPM" }]);
     expect(r.json.lockout).toEqual({ inLockout: false, failedTries: expect.any(Number), maxTries: 3, intervalS: expect.any(Number) }); // swtpm's defaults
   });
 
